@@ -1,0 +1,1 @@
+"""Benchmarks and reference implementations for kernelgan_jax."""
