@@ -64,7 +64,8 @@ def downscale(image_hwc: jax.Array, kernel_kk: jax.Array,
   pad_cols = _symmetric_pad_widths(kernel_kk.shape[1])
   # Channels become the batch of a single-feature convolution: (C, 1, H, W).
   image_c1hw = jnp.transpose(image_hwc.astype(dtype), (2, 0, 1))[:, None]
-  padded = jnp.pad(image_c1hw, ((0, 0), (0, 0), pad_rows, pad_cols), mode='symmetric')
+  padded = jnp.pad(image_c1hw, ((0, 0), (0, 0), pad_rows, pad_cols),
+                   mode='symmetric')
   out_c1hw = jax.lax.conv_general_dilated(
       padded,
       kernel_kk.astype(dtype)[None, None],

@@ -1,0 +1,387 @@
+"""DIV2KRK-style synthetic blind-SR sets ("DIV2K with random kernels").
+
+Follows the public generator (assafshocher/BlindSR_dataset_generator) used
+for the KernelGAN paper, see `shared/spec/div2krk-protocol.md`:
+
+* x2 kernels: 11x11 anisotropic Gaussians with variances (eigenvalues) drawn
+  uniformly in [0.175 sf, 2.5 sf] = [0.35, 5.0], angle uniform in [0, pi),
+  mean at k // 2 + 0.5 (sf - k % 2), multiplicative noise (1 + u),
+  u ~ U[-0.4, 0.4] per tap, then a cubic-spline sub-pixel shift of the centre
+  of mass to k / 2 + 0.5 (sf - k % 2) (true division) and normalisation to
+  sum 1.
+* LR images: per channel `scipy.ndimage.correlate(hr, kernel,
+  mode='reflect')[::sf, ::sf]` on the float [0, 1] HR image (cropped to a
+  multiple of the scale), quantised to 8 bits.
+* x4 LR images: the x2 kernel applied twice (float in between), then
+  quantised. The matching analytic x4 kernel is not computed here.
+
+Since the photographs of DIV2K cannot be fetched, sets are built from the
+sample images bundled with scikit-image.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping, Optional
+
+import imageio.v3 as iio
+import numpy as np
+import scipy.io
+from scipy import ndimage
+
+X2_SCALE = 2
+X2_KERNEL_SIZE = 11
+NOISE_LEVEL = 0.4
+MIN_VARIANCE_PER_SCALE = 0.175
+MAX_VARIANCE_PER_SCALE = 2.5
+
+# Bundled scikit-image samples (no network), most photographic first.
+SAMPLE_IMAGE_NAMES = (
+    'astronaut', 'coffee', 'chelsea', 'rocket', 'camera',
+    'immunohistochemistry', 'hubble_deep_field', 'retina', 'brick', 'grass',
+    'gravel', 'moon', 'coins', 'clock', 'cell', 'colorwheel', 'page', 'text',
+)
+
+
+def gaussian_mean(size: int, scale: int = X2_SCALE) -> float:
+  """Index of the Gaussian's mean on each axis: k // 2 + 0.5 (sf - k % 2)."""
+  return size // 2 + 0.5 * (scale - size % 2)
+
+
+def target_center_of_mass(size: int, scale: int = X2_SCALE) -> float:
+  """The generator's centre of mass after its shift: k / 2 + 0.5 (sf - k % 2).
+
+  For k = 11, sf = 2 this is 6.0, half a pixel right/down of the Gaussian
+  mean (5.5) and of KernelGAN's own convention (k // 2 + 0.5); the public
+  generator does this, so it is kept. Score kernels shift-invariantly.
+  """
+  return size / 2 + 0.5 * (scale - size % 2)
+
+
+def anisotropic_gaussian(size: int, lambda_1: float, lambda_2: float,
+                         theta: float, mean: float) -> np.ndarray:
+  """Unnormalised Gaussian exp(-0.5 z^T Sigma^-1 z) on a size x size grid.
+
+  Args:
+    size: Kernel side length.
+    lambda_1: First eigenvalue (a variance) of the covariance.
+    lambda_2: Second eigenvalue (a variance).
+    theta: Rotation angle: Sigma = R(theta) diag(lambda_1, lambda_2) R^T.
+      As in the public generator, z = (x, y) = (column - mean, row - mean).
+    mean: Index of the mean on both axes.
+
+  Returns:
+    (size, size) float64 array indexed [row, column].
+  """
+  rotation = np.array([[np.cos(theta), -np.sin(theta)],
+                       [np.sin(theta), np.cos(theta)]])
+  sigma = rotation @ np.diag([lambda_1, lambda_2]) @ rotation.T
+  inv_sigma = np.linalg.inv(sigma)
+  rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing='ij')
+  z = np.stack([cols - mean, rows - mean], axis=-1)
+  quadratic = np.einsum('...i,ij,...j->...', z, inv_sigma, z)
+  return np.exp(-0.5 * quadratic)
+
+
+def shift_center_of_mass(kernel_kk: np.ndarray,
+                         target: float) -> np.ndarray:
+  """Cubic-spline shift (zero outside) moving the centre of mass to target.
+
+  Args:
+    kernel_kk: (k, k) kernel.
+    target: Wanted centre-of-mass index on both axes.
+
+  Returns:
+    The shifted kernel, same shape, not renormalised.
+  """
+  current = np.array(ndimage.center_of_mass(kernel_kk))
+  return ndimage.shift(kernel_kk, target - current, order=3, mode='constant')
+
+
+def random_kernel_x2_with_params(
+    rng: np.random.Generator,
+    size: int = X2_KERNEL_SIZE) -> tuple[np.ndarray, dict[str, Any]]:
+  """Draws one DIV2KRK x2 kernel and returns it with its parameters.
+
+  Draw order (as in the public generator): lambda_1, lambda_2, theta, then
+  the size x size noise field.
+
+  Args:
+    rng: numpy random Generator.
+    size: Kernel side length (11 in DIV2KRK).
+
+  Returns:
+    (kernel, params): the (size, size) float64 kernel, summing to 1, with
+    its centre of mass at index `target_center_of_mass(size)` (6.0 for
+    k = 11) on both axes, i.e. in the `scipy.ndimage.correlate` convention
+    (origin k // 2) LR pixel i is centred on HR position 2 i + 1.0 for odd k;
+    and a JSON-able dict of the drawn parameters.
+  """
+  scale = X2_SCALE
+  min_var = MIN_VARIANCE_PER_SCALE * scale
+  max_var = MAX_VARIANCE_PER_SCALE * scale
+  lambda_1 = min_var + rng.random() * (max_var - min_var)
+  lambda_2 = min_var + rng.random() * (max_var - min_var)
+  theta = rng.random() * np.pi
+  noise = -NOISE_LEVEL + rng.random((size, size)) * 2 * NOISE_LEVEL
+  mean = gaussian_mean(size, scale)
+  raw = anisotropic_gaussian(size, lambda_1, lambda_2, theta, mean)
+  raw = raw * (1.0 + noise)
+  target = target_center_of_mass(size, scale)
+  centred = shift_center_of_mass(raw, target)
+  kernel = centred / centred.sum()
+  params = {
+      'size': size, 'scale': scale, 'lambda_1': float(lambda_1),
+      'lambda_2': float(lambda_2), 'theta': float(theta),
+      'noise_level': NOISE_LEVEL, 'gaussian_mean': mean,
+      'target_center_of_mass': target,
+  }
+  return kernel, params
+
+
+def random_kernel_x2(rng: np.random.Generator,
+                     size: int = X2_KERNEL_SIZE) -> np.ndarray:
+  """Draws one DIV2KRK x2 kernel; see `random_kernel_x2_with_params`.
+
+  Args:
+    rng: numpy random Generator.
+    size: Kernel side length (11 in DIV2KRK).
+
+  Returns:
+    (size, size) float64 kernel summing to 1 with centre of mass at
+    k / 2 + 0.5 (2 - k % 2) (6.0 for k = 11) on both axes.
+  """
+  return random_kernel_x2_with_params(rng, size)[0]
+
+
+def crop_to_multiple(image_hwc: np.ndarray, multiple: int) -> np.ndarray:
+  """Crops bottom/right so that H and W are multiples of `multiple`."""
+  height = image_hwc.shape[0] - image_hwc.shape[0] % multiple
+  width = image_hwc.shape[1] - image_hwc.shape[1] % multiple
+  return image_hwc[:height, :width]
+
+
+def center_crop(image_hwc: np.ndarray, size: int) -> np.ndarray:
+  """Centre crop to at most size x size (smaller sides are kept)."""
+  height, width = image_hwc.shape[:2]
+  new_h, new_w = min(size, height), min(size, width)
+  top, left = (height - new_h) // 2, (width - new_w) // 2
+  return image_hwc[top:top + new_h, left:left + new_w]
+
+
+def blur_subsample(image_hwc: np.ndarray, kernel_kk: np.ndarray,
+                   scale: int = X2_SCALE) -> np.ndarray:
+  """Float correlate (reflect) + subsample, per channel, in float64.
+
+  Args:
+    image_hwc: (H, W, C) or (H, W) image.
+    kernel_kk: (k, k) correlation kernel (origin k // 2).
+    scale: Subsampling factor.
+
+  Returns:
+    (ceil(H / scale), ceil(W / scale)[, C]) float64 array, unquantised.
+  """
+  image = np.asarray(image_hwc, np.float64)
+  kernel = np.asarray(kernel_kk, np.float64)
+  if image.ndim == 2:
+    return ndimage.correlate(image, kernel, mode='reflect')[::scale, ::scale]
+  channels = [blur_subsample(image[..., c], kernel, scale)
+              for c in range(image.shape[-1])]
+  return np.stack(channels, axis=-1)
+
+
+def quantize(image_01: np.ndarray) -> np.ndarray:
+  """[0, 1] float -> uint8 with rounding and clipping."""
+  return np.clip(np.round(np.asarray(image_01) * 255.0), 0, 255).astype(
+      np.uint8)
+
+
+def degrade_image(hr_01: np.ndarray, kernel: np.ndarray,
+                  scale: int = X2_SCALE) -> np.ndarray:
+  """Makes an 8-bit LR image by the DIV2KRK protocol.
+
+  Args:
+    hr_01: (H, W, C) or (H, W) float HR image in [0, 1]; cropped
+      (bottom/right) to a multiple of `scale` first.
+    kernel: (k, k) x2 kernel. With scale = 4 it is applied twice (the
+      DIV2KRK x4 protocol); scale must be 2 or 4.
+    scale: 2 or 4.
+
+  Returns:
+    uint8 LR image of shape (H // scale, W // scale[, C]).
+  """
+  if scale not in (2, 4):
+    raise ValueError(f'scale must be 2 or 4, got {scale}')
+  image = crop_to_multiple(np.asarray(hr_01, np.float64), scale)
+  for _ in range(scale // 2):
+    image = blur_subsample(image, kernel, X2_SCALE)
+  return quantize(image)
+
+
+def _as_rgb_01(image: np.ndarray) -> np.ndarray:
+  """uint8/bool gray, RGB or RGBA -> float32 RGB in [0, 1]."""
+  image = np.asarray(image)
+  if image.dtype == bool:
+    image = image.astype(np.uint8) * 255
+  image = image.astype(np.float32) / 255.0
+  if image.ndim == 2:
+    image = np.repeat(image[..., None], 3, axis=-1)
+  return image[..., :3]
+
+
+def sample_photographs(
+    names: Optional[tuple[str, ...]] = None,
+    hr_size: Optional[int] = None) -> dict[str, np.ndarray]:
+  """HR test photographs from scikit-image's bundled samples (no network).
+
+  Args:
+    names: skimage.data function names; default `SAMPLE_IMAGE_NAMES`.
+    hr_size: If given, centre-crop each image to at most hr_size x hr_size.
+
+  Returns:
+    Ordered dict name -> (H, W, 3) float32 RGB image in [0, 1] (gray samples
+    replicated to 3 channels, alpha dropped).
+
+  Raises:
+    ImportError: if scikit-image is not installed.
+  """
+  try:
+    from skimage import data as skdata  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        'sample_photographs needs scikit-image: pip install scikit-image'
+    ) from e
+  photos = {}
+  for name in names or SAMPLE_IMAGE_NAMES:
+    image = _as_rgb_01(getattr(skdata, name)())
+    photos[name] = center_crop(image, hr_size) if hr_size else image
+  return photos
+
+
+def _write_png(path: str, image_u8: np.ndarray) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  iio.imwrite(path, image_u8)
+
+
+def _write_kernel(kernels_dir: str, stem: str, kernel: np.ndarray) -> None:
+  os.makedirs(kernels_dir, exist_ok=True)
+  np.save(os.path.join(kernels_dir, stem + '.npy'), kernel)
+  scipy.io.savemat(os.path.join(kernels_dir, stem + '.mat'),
+                   {'Kernel': kernel})
+
+
+def write_example(out_dir: str, name: str, hr_01: np.ndarray,
+                  rng: np.random.Generator, x4: bool = False,
+                  kernel_size: int = X2_KERNEL_SIZE) -> dict[str, Any]:
+  """Draws a kernel, degrades one HR image and writes its files.
+
+  Args:
+    out_dir: Set directory.
+    name: File stem.
+    hr_01: (H, W, 3) float HR image in [0, 1].
+    rng: Generator the kernel is drawn from.
+    x4: Also write the x4 LR image (x2 kernel applied twice).
+    kernel_size: x2 kernel size.
+
+  Returns:
+    The image's manifest entry.
+  """
+  hr = crop_to_multiple(np.asarray(hr_01), 4 if x4 else 2)
+  hr_u8 = quantize(hr)
+  hr = hr_u8.astype(np.float64) / 255.0  # The HR as it will be read back.
+  kernel, params = random_kernel_x2_with_params(rng, kernel_size)
+  lr_u8 = degrade_image(hr, kernel, 2)
+  _write_png(os.path.join(out_dir, 'HR', name + '.png'), hr_u8)
+  _write_png(os.path.join(out_dir, 'LR', name + '.png'), lr_u8)
+  _write_kernel(os.path.join(out_dir, 'kernels'), name + '_kernel_x2', kernel)
+  entry = {'name': name, 'hr_shape': list(hr_u8.shape),
+           'lr_shape': list(lr_u8.shape), 'kernel_x2': params}
+  if x4:
+    lr_x4_u8 = degrade_image(hr, kernel, 4)
+    _write_png(os.path.join(out_dir, 'LR_x4', name + '.png'), lr_x4_u8)
+    entry['lr_x4_shape'] = list(lr_x4_u8.shape)
+  return entry
+
+
+def write_set(out_dir: str, photos: Mapping[str, np.ndarray], seed: int,
+              x4: bool = False,
+              kernel_size: int = X2_KERNEL_SIZE) -> dict[str, Any]:
+  """Writes a DIV2KRK-style set.
+
+  Layout: `<out>/HR/<name>.png`, `<out>/LR/<name>.png` (x2),
+  `<out>/LR_x4/<name>.png` (if x4), `<out>/kernels/<name>_kernel_x2.npy` and
+  `.mat` (variable `Kernel`), and `<out>/manifest.json`.
+
+  Kernels are drawn in the order of `photos` from one
+  `np.random.default_rng(seed)`, so the first n images of a longer set get
+  the same kernels as a set of those n images.
+
+  Args:
+    out_dir: Output directory (created).
+    photos: Ordered mapping name -> (H, W, 3) float HR image in [0, 1].
+    seed: Seed of the kernel generator.
+    x4: Also write x4 LR images.
+    kernel_size: x2 kernel size (11 in DIV2KRK).
+
+  Returns:
+    The manifest (also written as manifest.json).
+  """
+  rng = np.random.default_rng(seed)
+  entries = [write_example(out_dir, name, hr, rng, x4, kernel_size)
+             for name, hr in photos.items()]
+  manifest = {'protocol': 'DIV2KRK', 'seed': seed, 'scale': X2_SCALE,
+              'x4': x4, 'kernel_size': kernel_size, 'images': entries}
+  with open(os.path.join(out_dir, 'manifest.json'), 'w') as f:
+    json.dump(manifest, f, indent=1)
+  return manifest
+
+
+@dataclasses.dataclass
+class Example:
+  """One image of a set, as read back by `load_set`.
+
+  Attributes:
+    name: File stem.
+    hr: (H, W, 3) float32 HR image in [0, 1].
+    lr: (H/2, W/2, 3) float32 x2 LR image in [0, 1].
+    kernel_x2: (k, k) float64 ground-truth x2 kernel.
+    params: The manifest entry (kernel parameters, shapes).
+    lr_x4: (H/4, W/4, 3) float32 x4 LR image, or None.
+  """
+  name: str
+  hr: np.ndarray
+  lr: np.ndarray
+  kernel_x2: np.ndarray
+  params: dict[str, Any]
+  lr_x4: Optional[np.ndarray] = None
+
+
+def _read_png_01(path: str) -> np.ndarray:
+  return iio.imread(path).astype(np.float32) / 255.0
+
+
+def load_set(set_dir: str) -> dict[str, Example]:
+  """Reads a set written by `write_set`.
+
+  Args:
+    set_dir: The set directory.
+
+  Returns:
+    Ordered dict name -> Example, in manifest order.
+  """
+  with open(os.path.join(set_dir, 'manifest.json')) as f:
+    manifest = json.load(f)
+  examples = {}
+  for entry in manifest['images']:
+    name = entry['name']
+    lr_x4 = None
+    if 'lr_x4_shape' in entry:
+      lr_x4 = _read_png_01(os.path.join(set_dir, 'LR_x4', name + '.png'))
+    examples[name] = Example(
+        name=name,
+        hr=_read_png_01(os.path.join(set_dir, 'HR', name + '.png')),
+        lr=_read_png_01(os.path.join(set_dir, 'LR', name + '.png')),
+        kernel_x2=np.load(
+            os.path.join(set_dir, 'kernels', name + '_kernel_x2.npy')),
+        params=entry, lr_x4=lr_x4)
+  return examples

@@ -1,0 +1,292 @@
+"""Scores for estimated SR kernels (numpy/scipy, host side).
+
+Conventions: kernels are correlation kernels in the `scipy.ndimage.correlate`
+convention (origin at index k // 2) used with reflecting borders and
+subsampling at rows/columns 0, sf, 2 sf, ... (see `degradation.downscale`
+and `div2krk.degrade_image`).
+
+* `kernel_error`: shift-invariant distance between two kernels of any sizes.
+  Both are normalised to sum 1, placed on a common zero canvas and
+  cubic-spline shifted so that their centres of mass sit at the canvas
+  centre; the error is the L2 (Frobenius) norm of the difference, or that
+  norm divided by the L2 norm of the aligned truth (`relative=True`).
+* `resynthesis_psnr`: PSNR (peak 1, all channels, border shaved) between the
+  given LR image and the HR image degraded by the estimated kernel, maximised
+  over global sub-pixel kernel shifts within +-1 HR pixel (a grid in half
+  pixels, then a Nelder-Mead refinement): a global shift cannot be
+  identified from the LR image, and tools differ by half pixels.
+* `bicubic_kernel_x2`: MATLAB's antialiased x2 bicubic downscaling as a
+  kernel in the same convention: the reference "floor" kernel.
+"""
+
+import math
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+from scipy import optimize
+from scipy import signal
+
+# MATLAB imresize(., 0.5, 'bicubic') taps for HR offsets -3 .. +4 around 2 i.
+BICUBIC_X2_TAPS = np.array([-3, -9, 29, 111, 111, 29, -9, -3]) / 256.0
+MIN_CANVAS_SIZE = 33
+DEFAULT_BORDER = 8
+
+
+def _normalized(kernel: np.ndarray) -> np.ndarray:
+  """Float64 copy divided by its sum (which must be positive)."""
+  kernel = np.asarray(kernel, np.float64)
+  if kernel.ndim != 2:
+    raise ValueError(f'kernel must be 2-D, got shape {kernel.shape}')
+  total = kernel.sum()
+  if not total > 0:
+    raise ValueError(f'kernel sum must be positive, got {total}')
+  return kernel / total
+
+
+def _canvas_size(*shapes: tuple[int, ...]) -> int:
+  """Odd canvas side with room for every kernel plus its COM shift."""
+  size = max(MIN_CANVAS_SIZE, 2 * max(max(s) for s in shapes) + 1)
+  return size + 1 - size % 2
+
+
+def center_on_canvas(kernel: np.ndarray, canvas_size: int) -> np.ndarray:
+  """Places a kernel on a zero canvas with its COM at the canvas centre.
+
+  Args:
+    kernel: (h, w) kernel, normalised to sum 1 here.
+    canvas_size: Odd side of the square canvas, larger than h and w.
+
+  Returns:
+    (canvas_size, canvas_size) float64 array whose centre of mass is at
+    index canvas_size // 2 on both axes (cubic-spline sub-pixel shift,
+    zeros outside).
+  """
+  kernel = _normalized(kernel)
+  height, width = kernel.shape
+  if height > canvas_size or width > canvas_size:
+    raise ValueError(f'kernel {kernel.shape} larger than canvas {canvas_size}')
+  canvas = np.zeros((canvas_size, canvas_size))
+  top, left = (canvas_size - height) // 2, (canvas_size - width) // 2
+  canvas[top:top + height, left:left + width] = kernel
+  shift = canvas_size // 2 - np.array(ndimage.center_of_mass(canvas))
+  return ndimage.shift(canvas, shift, order=3, mode='constant')
+
+
+def kernel_error(estimate: np.ndarray, truth: np.ndarray,
+                 relative: bool = False,
+                 canvas_size: Optional[int] = None) -> float:
+  """Shift-invariant L2 error between two kernels of any sizes.
+
+  Both kernels are normalised to sum 1, placed on a common odd square zero
+  canvas (side max(33, 2 max_size + 1) by default) and sub-pixel shifted
+  (scipy.ndimage.shift, cubic spline) so that each centre of mass lies at
+  the canvas centre. The error is ||a - b||_2 over the canvas (sum of
+  squared tap differences, square-rooted); with `relative=True` it is
+  divided by ||b||_2 of the aligned truth, so 0 is perfect and about 1 or
+  more means no useful agreement. Symmetric in its arguments unless
+  `relative`.
+
+  Args:
+    estimate: (h1, w1) estimated kernel.
+    truth: (h2, w2) ground-truth kernel.
+    relative: Divide by the norm of the aligned truth.
+    canvas_size: Override the canvas side (odd, at least both sizes).
+
+  Returns:
+    The error, a non-negative float.
+  """
+  size = canvas_size or _canvas_size(np.shape(estimate), np.shape(truth))
+  aligned_estimate = center_on_canvas(estimate, size)
+  aligned_truth = center_on_canvas(truth, size)
+  error = float(np.linalg.norm(aligned_estimate - aligned_truth))
+  if relative:
+    error /= float(np.linalg.norm(aligned_truth))
+  return error
+
+
+def resynthesize(hr_01: np.ndarray, kernel: np.ndarray,
+                 scale: int = 2) -> np.ndarray:
+  """Correlates (reflecting borders) and subsamples, via FFT, in float64.
+
+  Equals `div2krk.blur_subsample` / `degradation.downscale` to ~1e-15.
+
+  Args:
+    hr_01: (H, W, C) or (H, W) float image.
+    kernel: (kh, kw) correlation kernel, origin at (kh // 2, kw // 2).
+    scale: Subsampling factor.
+
+  Returns:
+    (ceil(H / scale), ceil(W / scale)[, C]) float64 array (unclipped).
+  """
+  image = np.asarray(hr_01, np.float64)
+  kernel = np.asarray(kernel, np.float64)
+  gray = image.ndim == 2
+  if gray:
+    image = image[..., None]
+  pads = [(k // 2, k - 1 - k // 2) for k in kernel.shape] + [(0, 0)]
+  padded = np.pad(image, pads, mode='symmetric')
+  flipped = kernel[::-1, ::-1, None]  # Correlation as a convolution.
+  blurred = signal.fftconvolve(padded, flipped, mode='valid', axes=(0, 1))
+  out = blurred[::scale, ::scale]
+  return out[..., 0] if gray else out
+
+
+def psnr(reference_01: np.ndarray, test_01: np.ndarray,
+         border: int = 0) -> float:
+  """PSNR in dB with peak 1 over all pixels and channels, border shaved."""
+  reference = np.asarray(reference_01, np.float64)
+  test = np.asarray(test_01, np.float64)
+  if border:
+    reference = reference[border:-border, border:-border]
+    test = test[border:-border, border:-border]
+  mse = float(np.mean((reference - test) ** 2))
+  return math.inf if mse == 0 else -10.0 * math.log10(mse)
+
+
+def shift_grid(max_shift: float = 1.0, step: float = 0.5) -> np.ndarray:
+  """(n, 2) row/column kernel shifts in [-max_shift, max_shift]^2."""
+  offsets = np.arange(-max_shift, max_shift + step / 2, step)
+  rows, cols = np.meshgrid(offsets, offsets, indexing='ij')
+  return np.stack([rows.ravel(), cols.ravel()], axis=-1)
+
+
+def shifted_kernel(kernel: np.ndarray, shift_rc: np.ndarray) -> np.ndarray:
+  """Zero-pads a kernel and cubic-spline shifts it by (rows, cols) pixels.
+
+  Padding is ceil(max |shift|) + 1 on every side, so nothing is cut off;
+  integer shifts are exact.
+  """
+  pad = int(math.ceil(np.max(np.abs(shift_rc)))) + 1
+  padded = np.pad(np.asarray(kernel, np.float64), pad)
+  if not np.any(shift_rc):
+    return padded
+  return ndimage.shift(padded, shift_rc, order=3, mode='constant')
+
+
+def _crop_hr_to_lr(hr: np.ndarray, lr_shape: tuple[int, ...],
+                   scale: int) -> np.ndarray:
+  """Crops the HR image (bottom/right) so that it matches scale x LR."""
+  height, width = scale * lr_shape[0], scale * lr_shape[1]
+  if hr.shape[0] < height or hr.shape[1] < width:
+    raise ValueError(f'HR {hr.shape} smaller than {scale} x LR {lr_shape}')
+  return hr[:height, :width]
+
+
+def resynthesis_psnrs(hr_01: np.ndarray, lr_01: np.ndarray,
+                      kernel: np.ndarray, scale: int = 2,
+                      border: int = DEFAULT_BORDER, max_shift: float = 1.0,
+                      shift_step: float = 0.5
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """PSNRs of the re-synthesised LR image for every global kernel shift.
+
+  Args:
+    hr_01: (H, W[, C]) HR image in [0, 1].
+    lr_01: (h, w[, C]) given LR image in [0, 1] (e.g. uint8 / 255).
+    kernel: (k, k) estimated kernel; normalised to sum 1 here.
+    scale: Downscaling factor of the kernel.
+    border: LR pixels shaved on every side before the PSNR.
+    max_shift: Largest kernel shift, in HR pixels, on each axis.
+    shift_step: Grid step in HR pixels.
+
+  Returns:
+    (shifts (n, 2) in HR pixels (row, col), psnrs (n,) in dB).
+  """
+  lr = np.asarray(lr_01, np.float64)
+  hr = _crop_hr_to_lr(np.asarray(hr_01, np.float64), lr.shape, scale)
+  kernel = _normalized(kernel)
+  shifts = shift_grid(max_shift, shift_step)
+  psnrs = []
+  for shift_rc in shifts:
+    synthetic = resynthesize(hr, shifted_kernel(kernel, shift_rc), scale)
+    psnrs.append(psnr(lr, np.clip(synthetic, 0.0, 1.0), border))
+  return shifts, np.array(psnrs)
+
+
+def _refined_psnr(hr: np.ndarray, lr: np.ndarray, kernel: np.ndarray,
+                  scale: int, border: int, max_shift: float,
+                  start_rc: np.ndarray) -> float:
+  """Nelder-Mead maximum of the PSNR over shifts in the max_shift box."""
+
+  def negative_psnr(shift_rc: np.ndarray) -> float:
+    shift_rc = np.clip(shift_rc, -max_shift, max_shift)
+    synthetic = resynthesize(hr, shifted_kernel(kernel, shift_rc), scale)
+    return -psnr(lr, np.clip(synthetic, 0.0, 1.0), border)
+
+  result = optimize.minimize(
+      negative_psnr, start_rc, method='Nelder-Mead',
+      options={'xatol': 0.01, 'fatol': 0.001, 'initial_simplex': [
+          start_rc, start_rc + [0.2, 0.0], start_rc + [0.0, 0.2]]})
+  return -float(result.fun)
+
+
+def resynthesis_psnr(hr_01: np.ndarray, lr_01: np.ndarray,
+                     kernel: np.ndarray, scale: int = 2,
+                     border: int = DEFAULT_BORDER, max_shift: float = 1.0,
+                     shift_step: float = 0.5, refine: bool = True) -> float:
+  """Best PSNR of LR vs the HR re-degraded by `kernel`, over kernel shifts.
+
+  The HR image is correlated with the kernel (normalised to sum 1,
+  reflecting borders) and subsampled at 0, sf, 2 sf, ... as in the DIV2KRK
+  protocol; the result is clipped to [0, 1] (not quantised) and compared
+  with `lr_01` (PSNR, peak 1, all channels, `border` LR pixels shaved). The
+  kernel is first shifted globally by every (dr, dc) on the grid
+  {-max_shift, ..., max_shift} step `shift_step` (default -1..1 HR pixel in
+  half pixels: 25 shifts) and the best PSNR is returned, because a global
+  sub-pixel shift is not identifiable from the LR image. With `refine` (the
+  default), a Nelder-Mead search (shifts clipped to the same box) continues
+  from the best grid point, since the PSNR is very sensitive to the shift
+  (a 0.3 px offset of the true kernel costs ~17 dB on a 384 px photo) and an
+  estimate's offset may fall between grid points.
+
+  With the true kernel and an 8-bit LR image the ceiling is set by the
+  quantisation (about 58.9 dB for uniform rounding error).
+
+  Args:
+    hr_01: (H, W[, C]) HR image in [0, 1]; cropped to scale x LR size.
+    lr_01: (h, w[, C]) given LR image in [0, 1].
+    kernel: (k, k) estimated kernel, any size.
+    scale: Downscaling factor of the kernel (2 for x2 kernels).
+    border: LR pixels shaved on every side.
+    max_shift: Largest global kernel shift (HR pixels) on each axis.
+    shift_step: Shift grid step (HR pixels).
+    refine: Continue with a continuous search from the best grid shift
+      (about 2.5x the cost of the grid alone).
+
+  Returns:
+    The best PSNR in dB.
+  """
+  shifts, psnrs = resynthesis_psnrs(hr_01, lr_01, kernel, scale, border,
+                                    max_shift, shift_step)
+  best = float(np.max(psnrs))
+  if not refine:
+    return best
+  lr = np.asarray(lr_01, np.float64)
+  hr = _crop_hr_to_lr(np.asarray(hr_01, np.float64), lr.shape, scale)
+  refined = _refined_psnr(hr, lr, _normalized(kernel), scale, border,
+                          max_shift, shifts[int(np.argmax(psnrs))])
+  return max(best, refined)
+
+
+def bicubic_kernel_x2(size: int = 13) -> np.ndarray:
+  """MATLAB's antialiased x2 bicubic downscaling as a correlation kernel.
+
+  MATLAB `imresize(x, 0.5)` (bicubic, antialiasing) computes LR pixel i
+  (0-based) from HR pixels 2 i - 3 .. 2 i + 4 with the 1-D taps
+  [-3, -9, 29, 111, 111, 29, -9, -3] / 256 (centred on 2 i + 0.5); the 2-D
+  kernel is their outer product. In the correlate-then-subsample convention
+  (origin k // 2) the taps start at index k // 2 - 3, so the centre of mass
+  is at k // 2 + 0.5 (6.5 for the default 13x13, KernelGAN's convention).
+
+  Args:
+    size: Odd kernel side, at least 9.
+
+  Returns:
+    (size, size) float64 kernel summing to 1.
+  """
+  if size < 9 or size % 2 == 0:
+    raise ValueError(f'size must be odd and >= 9, got {size}')
+  taps = np.zeros(size)
+  start = size // 2 - 3
+  taps[start:start + len(BICUBIC_X2_TAPS)] = BICUBIC_X2_TAPS
+  return np.outer(taps, taps)
