@@ -1,0 +1,183 @@
+"""Training data: the shaved image, crop-probability maps, crop corners.
+
+KernelGAN trains on crops of the single input image (spec section 2): G sees
+64x64 crops, D sees 26x26 crops of the same image at its own resolution,
+both drawn where the image has strong gradients. The maps are built once on
+the host with numpy; all crop corners are drawn up front with `jax.random`,
+as the original draws them up front with numpy, so the train step only
+slices.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+import numpy as np
+
+from kernelgan_jax.config import Config
+from kernelgan_jax.imresize import imresize
+
+
+class ImageError(ValueError):
+  """The input cannot be used: unreadable, too small, or featureless."""
+
+
+class TrainData(NamedTuple):
+  """Everything the train step reads, for one image.
+
+  Attributes:
+    image: the shaved image in network units, [-1, 1].
+    g_corners: top-left (row, col) of G's 64x64 crop at each iteration.
+    d_corners: top-left of D's real 26x26 crop at each iteration.
+  """
+  image: Float[Array, "h w 3"]
+  g_corners: Int[Array, "iters 2"]
+  d_corners: Int[Array, "iters 2"]
+
+
+def shave(image_hwc: np.ndarray, config: Config) -> np.ndarray:
+  """Drops the 10-px border (not in real mode), then odd last rows/cols."""
+  if not config.real_image:
+    edge = config.shave_edges
+    image_hwc = image_hwc[edge:-edge, edge:-edge]
+  rows, cols = image_hwc.shape[:2]
+  return image_hwc[:rows - rows % 2, :cols - cols % 2]
+
+
+def box_filter(image: np.ndarray, size: int) -> np.ndarray:
+  """scipy's convolve2d(image, ones((size, size)), 'same') / size^2.
+
+  Output pixel i averages inputs i - size//2 .. i - size//2 + size - 1,
+  zeros outside; computed with an integral image.
+  """
+  before, after = size // 2, size - 1 - size // 2
+  padded = np.pad(image, ((before + 1, after), (before + 1, after)))
+  table = padded.cumsum(0).cumsum(1)
+  sums = (table[size:, size:] - table[:-size, size:] - table[size:, :-size]
+          + table[:-size, :-size])
+  return sums / size**2
+
+
+def zero_frame(image: np.ndarray, width: int) -> np.ndarray:
+  """A copy with a `width`-pixel border set to 0."""
+  framed = np.zeros_like(image)
+  framed[width:-width, width:-width] = image[width:-width, width:-width]
+  return framed
+
+
+def _clip_extreme(values: np.ndarray, percentile: float) -> np.ndarray:
+  """An indicator of the top (1 - percentile) values, as the original's
+  `clip_extreme`: clip to [lo, next larger value] and subtract lo. (Its
+  final division by the maximum cancels in `_unit_sum`.)
+  """
+  ordered = np.sort(values.ravel())
+  pivot = int(percentile * ordered.size)
+  low = ordered[pivot]
+  high = ordered[pivot + 1] if ordered[pivot + 1] > low else low + 1e-5
+  return np.clip(values, low, high) - low
+
+
+def _unit_sum(values: np.ndarray) -> np.ndarray:
+  """`values / values.sum()`, or zeros when there is nothing."""
+  total = values.sum()
+  return values / total if total > 0 else np.zeros_like(values)
+
+
+def gradient_map(image_hwc: np.ndarray, window: int = 5,
+                 percentile: float = 0.97) -> np.ndarray:
+  """Where the image has texture, normalised to mean 1 (spec 2.2).
+
+  Raises:
+    ImageError: when the image has no gradients at all.
+  """
+  gray = image_hwc @ np.array([0.299, 0.587, 0.114])
+  d_row, d_col = np.gradient(gray)
+  magnitude = zero_frame(np.sqrt(d_row**2 + d_col**2), window)
+  if not magnitude.any():
+    raise ImageError("image is constant (no gradients): nothing to learn")
+  d_row = _clip_extreme(zero_frame(np.abs(d_row), window), percentile)
+  d_col = _clip_extreme(zero_frame(np.abs(d_col), window), percentile)
+  # The third term is the unclipped magnitude: the original's quirk.
+  combined = _unit_sum(d_row) + _unit_sum(d_col) + _unit_sum(magnitude)
+  blurred = box_filter(combined, window)
+  return blurred / blurred.mean()
+
+
+def probability_map(loss_map: np.ndarray, crop: int) -> np.ndarray:
+  """Crop-centre probabilities: box-blur, zero frame, normalise (spec 2.2).
+
+  Falls back to uniform when nothing survives the frame (small images).
+  """
+  half = crop // 2
+  probs = zero_frame(box_filter(loss_map, half), half)
+  total = probs.sum()
+  if total <= 0:
+    return np.full(probs.shape, 1.0 / probs.size)
+  return probs / total
+
+
+def crop_probability_maps(image_hwc: np.ndarray, config: Config
+                          ) -> tuple[np.ndarray, np.ndarray]:
+  """(G's map, D's map), both H x W.
+
+  D's map is the gradient map of the image itself (crop 26). G's is the
+  gradient map of the image bicubically downscaled x2, upsampled back by
+  nearest neighbour (crop 64).
+  """
+  window, pct = config.grad_map_window, config.grad_map_percentile
+  d_map = probability_map(gradient_map(image_hwc, window, pct),
+                          config.g_output_size)
+  small = np.asarray(imresize(jnp.asarray(image_hwc, jnp.float32), 0.5),
+                     np.float64)
+  small_map = gradient_map(small, window, pct)
+  g_map = probability_map(small_map.repeat(2, 0).repeat(2, 1),
+                          config.input_crop_size)
+  return g_map, d_map
+
+
+def sample_corners(key: jax.Array, probs_hw: Float[Array, "h w"], crop: int,
+                   count: int) -> Int[Array, "n 2"]:
+  """Draws `count` crop centres from `probs_hw` and returns top-left corners.
+
+  The corner is clamped inside the image and rounded down to even, keeping
+  the 2x grid aligned (the original's `get_top_left`).
+  """
+  rows, cols = probs_hw.shape
+  flat = jax.random.choice(key, rows * cols, (count,), p=probs_hw.ravel())
+  centre = jnp.stack([flat // cols, flat % cols], axis=-1)
+  limit = jnp.array([rows - crop, cols - crop])
+  corner = jnp.clip(centre - crop // 2, 0, limit)
+  return (corner - corner % 2).astype(jnp.int32)
+
+
+def check_size(image_hwc: np.ndarray, config: Config) -> None:
+  """Raises ImageError unless the image fits G's crop after shaving."""
+  rows, cols = image_hwc.shape[:2]
+  if min(rows, cols) < config.min_image_size:
+    raise ImageError(
+        f"image is {cols}x{rows} pixels; KernelGAN needs at least "
+        f"{config.min_image_size}x{config.min_image_size} (a "
+        f"{config.input_crop_size}-pixel crop"
+        + ("" if config.real_image else
+           f" plus the {config.shave_edges}-pixel shaved border") + ")")
+
+
+def prepare(image_hwc: np.ndarray, config: Config, key: jax.Array
+            ) -> TrainData:
+  """Builds one image's `TrainData` from a float RGB image in [0, 1].
+
+  Raises:
+    ImageError: if the image is too small or constant.
+  """
+  check_size(image_hwc, config)
+  image = shave(np.asarray(image_hwc, np.float64), config)
+  g_map, d_map = crop_probability_maps(image, config)
+  g_key, d_key = jax.random.split(key)
+  n = config.max_iters
+  return TrainData(
+      image=jnp.asarray(2.0 * image - 1.0, jnp.float32),
+      g_corners=sample_corners(g_key, jnp.asarray(g_map, jnp.float32),
+                               config.input_crop_size, n),
+      d_corners=sample_corners(d_key, jnp.asarray(d_map, jnp.float32),
+                               config.g_output_size, n))

@@ -1,0 +1,87 @@
+"""The public estimator: one image in, its SR kernels out.
+
+`estimate_kernel` chains the algorithm's stages: training data (`data`),
+GAN training (`train`), then the kernel G represents, post-processed
+(`kernel`). Bell-Kligler et al., NeurIPS 2019.
+"""
+
+import dataclasses
+from typing import Optional
+
+import jax
+from jaxtyping import Float
+import numpy as np
+
+from kernelgan_jax import data as data_lib
+from kernelgan_jax import kernel as kernel_lib
+from kernelgan_jax import train as train_lib
+from kernelgan_jax.config import Config, validate
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelEstimate:
+  """The result of one estimation.
+
+  Attributes:
+    kernel_x2: the post-processed x2 kernel (float32, typically 17x17), what
+      the original saves as `<name>_kernel_x2.mat`.
+    kernel_x4: the analytic x4 kernel built from it (float64, 2s-1 square).
+    raw_kernel: the 13x13 kernel folded out of the trained G.
+    history: per-iteration losses and the bicubic weight, numpy arrays.
+    seed: the seed of the run.
+  """
+  kernel_x2: Float[np.ndarray, "s s"]
+  kernel_x4: Float[np.ndarray, "t t"]
+  raw_kernel: Float[np.ndarray, "13 13"]
+  history: dict[str, np.ndarray]
+  seed: int
+
+
+def as_float_rgb(image: np.ndarray) -> np.ndarray:
+  """uint8/uint16 or float [0, 1] images, gray or RGB(A), as float64 RGB."""
+  image = np.asarray(image)
+  if np.issubdtype(image.dtype, np.integer):
+    image = image / float(np.iinfo(image.dtype).max)
+  image = image.astype(np.float64)
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
+    raise data_lib.ImageError(
+        f"expected an H x W (x 1-4 channels) image, got shape {image.shape}")
+  if image.shape[-1] in (1, 2):  # Gray, or gray + alpha.
+    image = np.repeat(image[..., :1], 3, axis=-1)
+  return image[..., :3]
+
+
+def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
+                    seed: int = 0, *,
+                    progress: Optional[train_lib.ProgressFn] = None,
+                    loop: Optional[str] = None) -> KernelEstimate:
+  """Estimates the x2 (and analytic x4) SR kernel of one LR image.
+
+  Args:
+    image: H x W [x C] array; uint8/uint16, or float in [0, 1].
+    config: settings; the original's defaults when None.
+    seed: makes the crops, initial weights and noise reproducible.
+    progress: optional callback progress(done, total, metrics).
+    loop: 'python' or 'scan'; None picks the faster for the backend.
+
+  Returns:
+    A `KernelEstimate`.
+
+  Raises:
+    ImageError: for an image too small or without texture.
+  """
+  config = validate(config or Config())
+  data_key, init_key = jax.random.split(jax.random.key(seed))
+  data = data_lib.prepare(as_float_rgb(image), config, data_key)
+  state = train_lib.init_state(init_key, config)
+  state, history = train_lib.train(state, data, config, loop=loop,
+                                   progress=progress)
+  nets = train_lib.networks(config)
+  raw = np.asarray(train_lib.generator_kernel(nets.g_def, state.g_params))
+  kernel_x2 = kernel_lib.post_process(raw, config.n_filtering)
+  return KernelEstimate(
+      kernel_x2=kernel_x2,
+      kernel_x4=kernel_lib.analytic_kernel_x4(kernel_x2.astype(np.float64)),
+      raw_kernel=raw, history=history, seed=seed)

@@ -1,0 +1,135 @@
+"""Reading input images and writing the estimate's files.
+
+Outputs per image, in `<output_dir>/<name>/`: `<name>_kernel_x2.mat`
+(variable `Kernel`, as the original, so downstream SR code reads it), the
+same as `.npy`, the x4 kernel likewise when asked, `<name>_kernels.png` (a
+picture of the kernels) and `<name>_log.json` (settings and loss history).
+Files are written into a temporary folder first and moved into place only
+when all of them exist, so a failed run leaves nothing half written.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
+import imageio.v3 as iio
+import numpy as np
+from scipy import io as scipy_io
+
+from kernelgan_jax.config import Config
+from kernelgan_jax.data import ImageError
+from kernelgan_jax.estimate import KernelEstimate, as_float_rgb
+
+
+def read_image(path: str) -> np.ndarray:
+  """Reads an image file as float64 RGB in [0, 1].
+
+  Gray and RGBA become RGB (alpha dropped), 16-bit is scaled by 65535.
+
+  Raises:
+    ImageError: for a missing path, a directory, or an unreadable file.
+  """
+  if not os.path.exists(path):
+    raise ImageError(f"no such file: {path}")
+  if os.path.isdir(path):
+    raise ImageError(f"{path} is a directory, not an image file")
+  try:
+    image = iio.imread(path)
+  except Exception as error:  # imageio raises many types for bad files.
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    raise ImageError(f"cannot read {path} as an image ({reason})") from None
+  return as_float_rgb(image)
+
+
+def image_name(path: str) -> str:
+  """The output name of an input file: its base name without extension."""
+  return os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+
+
+def output_files(name: str, x4: bool) -> list[str]:
+  """The file names written for one image."""
+  scales = ["x2", "x4"] if x4 else ["x2"]
+  kernels = [f"{name}_kernel_{s}.{ext}" for s in scales for ext in ("mat",
+                                                                     "npy")]
+  return kernels + [f"{name}_kernels.png", f"{name}_log.json"]
+
+
+def check_writable(output_dir: str, name: str, x4: bool,
+                   overwrite: bool) -> str:
+  """The image's output folder; fails early if it would clobber outputs.
+
+  Raises:
+    FileExistsError: when outputs exist and `overwrite` is False.
+  """
+  folder = os.path.join(output_dir, name)
+  existing = [f for f in output_files(name, x4)
+              if os.path.exists(os.path.join(folder, f))]
+  if existing and not overwrite:
+    raise FileExistsError(
+        f"{folder} already holds {existing[0]}; pass --overwrite to replace "
+        "it or choose another --output_dir")
+  return folder
+
+
+def kernel_picture(kernels: list[np.ndarray], zoom: int = 12) -> np.ndarray:
+  """The kernels side by side as one RGB uint8 image, 'hot' colour map,
+  each normalised to its own maximum and enlarged `zoom` times.
+  """
+  height = max(k.shape[0] for k in kernels) * zoom
+  tiles = []
+  for k in kernels:
+    t = np.clip(np.asarray(k, np.float64) / max(float(k.max()), 1e-12), 0, 1)
+    rgb = np.stack([np.clip(3 * t - c, 0, 1) for c in range(3)], axis=-1)
+    tile = np.kron(rgb, np.ones((zoom, zoom, 1)))
+    pad = height - tile.shape[0]
+    tiles.append(np.pad(tile, ((pad // 2, pad - pad // 2), (0, zoom), (0, 0))))
+  return (255 * np.concatenate(tiles, axis=1)).round().astype(np.uint8)
+
+
+def _jsonable(history: dict[str, np.ndarray]) -> dict[str, list[float]]:
+  return {k: np.asarray(v, np.float64).round(7).tolist()
+          for k, v in history.items()}
+
+
+def write_outputs(folder: str, name: str, estimate: KernelEstimate,
+                  config: Config, extra: dict) -> list[str]:
+  """Writes all outputs of one image into `folder` (created if needed).
+
+  Args:
+    folder: from `check_writable`.
+    name: the image name used in file names.
+    estimate: what `estimate_kernel` returned.
+    config: its settings (logged).
+    extra: more entries for the JSON log (input path, timings).
+
+  Returns:
+    The paths written.
+  """
+  kernels = {"x2": estimate.kernel_x2}
+  if config.x4:
+    kernels["x4"] = estimate.kernel_x4
+  os.makedirs(folder, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=f".{name}.", dir=folder)
+  try:
+    for scale, k in kernels.items():
+      base = os.path.join(staging, f"{name}_kernel_{scale}")
+      scipy_io.savemat(base + ".mat", {"Kernel": k})
+      np.save(base + ".npy", k)
+    iio.imwrite(os.path.join(staging, f"{name}_kernels.png"),
+                kernel_picture(list(kernels.values())))
+    log = dict(extra, seed=estimate.seed, config=dataclasses.asdict(config),
+               raw_kernel=estimate.raw_kernel.tolist(),
+               kernel_x2=estimate.kernel_x2.tolist(),
+               history=_jsonable(estimate.history))
+    with open(os.path.join(staging, f"{name}_log.json"), "w") as f:
+      json.dump(log, f)
+    written = []
+    for file_name in output_files(name, config.x4):
+      target = os.path.join(folder, file_name)
+      os.replace(os.path.join(staging, file_name), target)
+      written.append(target)
+    return written
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)

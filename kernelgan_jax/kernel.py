@@ -1,0 +1,134 @@
+"""The kernel G represents: folding, the fast exact G, post-processing.
+
+G is linear, so its six convolutions compose into one 13x13 cross-correlation
+kernel k with G(x) = correlate_valid(x, k)[::2, ::2] (spec 7.1). Training
+runs G through that identity (`downscale_with_kernel`), which is exact and
+about 1/100 of the arithmetic of the layered forward. The post-processing
+and the analytic x4 kernel follow the original (spec 7.2 and 7.3).
+"""
+
+from typing import Sequence
+
+from jax import lax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+import numpy as np
+from scipy import ndimage
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _compose(after: Float[Array, "ka ka cm co"],
+             before: Float[Array, "kb kb ci cm"]
+             ) -> Float[Array, "k k ci co"]:
+  """The HWIO kernel of `after` applied to the output of `before`.
+
+  Two valid cross-correlations compose into one whose kernel is the full
+  *convolution* of the two kernels, contracted over the middle channels.
+  """
+  size = after.shape[0]
+  as_image = jnp.transpose(before, (2, 0, 1, 3))  # [ci, kb, kb, cm]
+  flipped = after[::-1, ::-1]
+  out = lax.conv_general_dilated(
+      as_image, flipped, (1, 1), [(size - 1, size - 1)] * 2,
+      dimension_numbers=_NHWC)  # [ci, k, k, co]
+  return jnp.transpose(out, (1, 2, 0, 3))
+
+
+def extract_kernel(conv_kernels: Sequence[Float[Array, "kh kw ci co"]]
+                   ) -> Float[Array, "k k"]:
+  """Folds G's convs into its single cross-correlation kernel (spec 7.1).
+
+  The original pushes a delta forward through the layers; this computes the
+  same kernel from the other end (the fold transposed): the trailing 1x1
+  layers contract into one vector, then the spatial layers are composed as
+  full convolutions, last to first. It is differentiable and about 5x
+  cheaper (see `benchmarks/fold_order.py`).
+
+  Args:
+    conv_kernels: G's HWIO kernels, first layer first; spatial ones first,
+      then any number of 1x1 layers.
+
+  Returns:
+    k such that G(x) == correlate_valid(x, k)[::2, ::2] per channel.
+  """
+  spatial = [w for w in conv_kernels if w.shape[0] > 1]
+  pointwise = [w[0, 0] for w in conv_kernels if w.shape[0] == 1]
+  tail = pointwise[0]
+  for w in pointwise[1:]:
+    tail = tail @ w
+  folded = jnp.einsum("hwim,mo->hwio", spatial[-1], tail)
+  for w in reversed(spatial[:-1]):
+    folded = _compose(folded, w)
+  return folded[:, :, 0, 0]
+
+
+def downscale_with_kernel(image_hwc: Float[Array, "h w c"],
+                          kernel: Float[Array, "k k"],
+                          stride: int = 2) -> Float[Array, "h2 w2 c"]:
+  """G's forward through its kernel: valid correlation, every 2nd pixel."""
+  x = jnp.moveaxis(image_hwc, -1, 0)[..., None]
+  y = lax.conv_general_dilated(
+      x, kernel[:, :, None, None], (stride, stride), "VALID",
+      dimension_numbers=_NHWC)
+  return jnp.moveaxis(y[..., 0], 0, -1)
+
+
+def soft_threshold(kernel: np.ndarray, n_filtering: int = 40) -> np.ndarray:
+  """Spec 7.2 step 1: subtract 0.75 x the (n+1)-th largest value, clip at 0,
+  renormalise. Keeps every entry above the threshold, shrunk by it.
+  """
+  threshold = 0.75 * np.sort(kernel.ravel())[-n_filtering - 1]
+  kept = np.clip(kernel - threshold, 0, 100)
+  return kept / kept.sum()
+
+
+def center_of_mass_target(size: int, scale: int) -> float:
+  """Where a size x size kernel's centre of mass belongs for a x`scale`
+  downscale: size//2 + 0.5 * (scale - size % 2) (6.5 for 13 and x2).
+  """
+  return size // 2 + 0.5 * (scale - size % 2)
+
+
+def kernel_shift(kernel: np.ndarray, scale: int) -> np.ndarray:
+  """Spec 7.2 step 2: pad, then spline-shift the centre of mass to its
+  target (`center_of_mass_target`). No renormalisation, as the original.
+  """
+  current = np.array(ndimage.center_of_mass(kernel))
+  shift = center_of_mass_target(kernel.shape[0], scale) - current
+  pad = int(np.ceil(np.max(np.abs(shift)))) + 1
+  padded = np.pad(kernel, pad, mode="constant")
+  return ndimage.shift(padded, shift, order=3, mode="constant", cval=0.0)
+
+
+def post_process(raw_kernel: np.ndarray, n_filtering: int = 40
+                 ) -> np.ndarray:
+  """The saved x2 kernel: soft threshold, then centre-of-mass shift.
+
+  Args:
+    raw_kernel: the 13x13 kernel folded out of G.
+    n_filtering: how many largest values set the threshold.
+
+  Returns:
+    float32 kernel, typically 17x17 (the size follows the shift).
+  """
+  kernel = soft_threshold(np.asarray(raw_kernel, np.float32), n_filtering)
+  return kernel_shift(kernel, scale=2).astype(np.float32)
+
+
+def analytic_kernel_x4(kernel_x2: np.ndarray) -> np.ndarray:
+  """The x4 kernel of two successive x2 downscalings with k2 (spec 7.3).
+
+  Sums k2[r, c] * k2 into the block at (2r, 2c) of a (3s-2)^2 canvas (k2
+  dilated by 2, composed with k2), crops s//2 from each side, normalises.
+  """
+  size = kernel_x2.shape[0]
+  canvas = np.zeros((3 * size - 2, 3 * size - 2))
+  for r in range(size):
+    for c in range(size):
+      canvas[2 * r:2 * r + size, 2 * c:2 * c + size] += (
+          kernel_x2[r, c] * kernel_x2)
+  crop = size // 2
+  cropped = canvas[crop:-crop, crop:-crop]
+  return cropped / cropped.sum()
+

@@ -1,0 +1,81 @@
+r"""Command line: estimate the SR kernel of one image.
+
+  python -m kernelgan_jax.main --image=x.png [--output_dir=results] [--x4]
+
+Writes `<output_dir>/<name>/<name>_kernel_x2.mat` (variable `Kernel`) and
+`.npy`, the x4 kernel with --x4, a PNG picture and a JSON log. Bad input
+ends with one line on stderr and exit status 1.
+"""
+
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from kernelgan_jax import config as config_lib
+from kernelgan_jax import io
+from kernelgan_jax.data import ImageError
+from kernelgan_jax.estimate import estimate_kernel
+from kernelgan_jax.progress import ProgressBar
+
+_IMAGE = flags.DEFINE_string("image", None, "Input LR image file.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", "results", "Root folder; outputs go to <output_dir>/<name>.")
+_X4 = flags.DEFINE_bool("x4", False, "Also write the analytic x4 kernel.")
+_REAL = flags.DEFINE_bool(
+    "real", False, "Real-image mode: do not shave the 10-pixel border.")
+_SEED = flags.DEFINE_integer("seed", 0, "Random seed (crops, init, noise).",
+                             lower_bound=0)
+_ITERS = flags.DEFINE_integer(
+    "iters", None, "Training iterations (default: the config's, 3000).",
+    lower_bound=1)
+_CONFIG = flags.DEFINE_string(
+    "config", "default",
+    f"Preset ({', '.join(sorted(config_lib.PRESETS))}) or a configs/*.py "
+    "file defining get_config().")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace existing outputs instead of failing.")
+_QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
+
+flags.mark_flag_as_required("image")
+
+
+def _fail(message: str) -> None:
+  print(f"kernelgan_jax: error: {message}", file=sys.stderr)
+  sys.exit(1)
+
+
+def main(argv: list[str]) -> None:
+  logging.set_verbosity(logging.WARNING)  # Hide JAX's backend probing.
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  overrides = {"x4": _X4.value, "real_image": _REAL.value}
+  if _ITERS.value is not None:
+    overrides["max_iters"] = _ITERS.value
+  try:
+    config = config_lib.get_config(_CONFIG.value, **overrides)
+    image = io.read_image(_IMAGE.value)
+    name = io.image_name(_IMAGE.value)
+    folder = io.check_writable(_OUTPUT_DIR.value, name, config.x4,
+                               _OVERWRITE.value)
+    start = time.perf_counter()
+    progress = None if _QUIET.value else ProgressBar(sys.stderr)
+    estimate = estimate_kernel(image, config, _SEED.value, progress=progress)
+    seconds = time.perf_counter() - start
+    written = io.write_outputs(folder, name, estimate, config, {
+        "image": _IMAGE.value, "seconds": round(seconds, 3)})
+  except (ImageError, ValueError, FileExistsError, OSError) as error:
+    _fail(str(error))
+  print(f"kernel estimated in {seconds:.1f} s; wrote {len(written)} files to "
+        f"{folder}")
+
+
+def run() -> None:
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,35 @@
+"""A dependency-free progress indicator for long training runs."""
+
+import time
+from typing import TextIO
+
+
+class ProgressBar:
+  """Callable as progress(done, total, metrics) from `train.train`.
+
+  On a terminal it redraws one line; otherwise (logs, CI) it prints a line
+  every tenth of the run.
+  """
+
+  def __init__(self, stream: TextIO, width: int = 30):
+    self.stream, self.width = stream, width
+    self.start = time.perf_counter()
+    self.interactive = stream.isatty()
+    self.next_report = 0.0
+
+  def __call__(self, done: int, total: int, metrics: dict[str, float]):
+    fraction = done / total
+    if not self.interactive and fraction < self.next_report and done < total:
+      return
+    self.next_report = fraction + 0.1
+    elapsed = time.perf_counter() - self.start
+    rate = done / max(elapsed, 1e-9)
+    filled = int(self.width * fraction)
+    bar = "#" * filled + "." * (self.width - filled)
+    line = (f"[{bar}] {done}/{total} it  {rate:.0f} it/s  "
+            f"eta {(total - done) / max(rate, 1e-9):.0f} s  "
+            f"L_adv {metrics.get('loss_adversarial', 0):.3f}  "
+            f"L_bic {metrics.get('loss_bicubic', 0):.3f}")
+    end = "\n" if not self.interactive or done == total else ""
+    self.stream.write(("\r" if self.interactive else "") + line + end)
+    self.stream.flush()

@@ -1,0 +1,241 @@
+"""The pure KernelGAN train step and the loops that drive it (spec 6).
+
+One iteration is one G step then one D step (spec 6.1), D evaluated three
+times (in the G step, on the real crop, on the fake), each time with one
+spectral-norm power iteration. All mutable things live in `GanState`, a
+pytree, so the step is a pure function: jitted once, and `jax.vmap`-able
+over images and seeds as it stands.
+"""
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+import numpy as np
+import optax
+from flax import nnx
+
+from kernelgan_jax import kernel as kernel_lib
+from kernelgan_jax import losses
+from kernelgan_jax import schedule as schedule_lib
+from kernelgan_jax.config import Config
+from kernelgan_jax.data import TrainData
+from kernelgan_jax.models import LinearGenerator, PatchDiscriminator
+
+Metrics = dict[str, Float[Array, ""]]
+
+
+class GanState(NamedTuple):
+  """Everything that changes during training, for one image and seed."""
+  g_params: nnx.State
+  d_params: nnx.State
+  d_stats: nnx.State  # Spectral-norm u vectors, BatchNorm running stats.
+  g_opt: optax.OptState
+  d_opt: optax.OptState
+  schedule: schedule_lib.ScheduleState
+  step: Int[Array, ""]
+  key: jax.Array
+
+
+class Networks(NamedTuple):
+  """The static halves of G and D and the two optimisers."""
+  g_def: nnx.GraphDef
+  d_def: nnx.GraphDef
+  g_tx: optax.GradientTransformation
+  d_tx: optax.GradientTransformation
+
+
+@functools.lru_cache(maxsize=None)
+def networks(config: Config) -> Networks:
+  """Graph definitions and optimisers (cached: one per config)."""
+  g_def, _ = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(0)))
+  d_def, _, _ = nnx.split(PatchDiscriminator(config, rngs=nnx.Rngs(0)),
+                          nnx.Param, ...)
+  def adam(lr):
+    return optax.adam(schedule_lib.learning_rate(lr, config),
+                      b1=config.beta1, b2=config.beta2, eps=1e-8)
+  return Networks(g_def, d_def, adam(config.g_lr), adam(config.d_lr))
+
+
+def init_state(key: jax.Array, config: Config) -> GanState:
+  """Fresh networks, optimisers and schedule from one key."""
+  nets = networks(config)
+  g_key, d_key, run_key = jax.random.split(key, 3)
+  _, g_params = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(g_key)))
+  _, d_params, d_stats = nnx.split(
+      PatchDiscriminator(config, rngs=nnx.Rngs(d_key)), nnx.Param, ...)
+  return GanState(
+      g_params=g_params, d_params=d_params, d_stats=d_stats,
+      g_opt=nets.g_tx.init(g_params), d_opt=nets.d_tx.init(d_params),
+      schedule=schedule_lib.init_schedule(config),
+      step=jnp.int32(0), key=run_key)
+
+
+def generator_kernel(g_def: nnx.GraphDef, g_params: nnx.State
+                     ) -> Float[Array, "k k"]:
+  """The 13x13 kernel G's current weights represent."""
+  return kernel_lib.extract_kernel(nnx.merge(g_def, g_params).conv_kernels())
+
+
+def _discriminate(d_def, d_params, d_stats, patch):
+  """D's score map and its updated state (u vectors, BatchNorm stats)."""
+  model = nnx.merge(d_def, d_params, d_stats, copy=True)
+  score = model(patch)
+  return score, nnx.state(model, nnx.Not(nnx.Param))
+
+
+def _crop(image, corner, size):
+  return lax.dynamic_slice(image, (corner[0], corner[1], 0),
+                           (size, size, image.shape[-1]))
+
+
+def _generator_loss(g_params, state, g_input, config, nets, mask):
+  """L_G = L_adv + weighted regularisers (spec 5.4), with its parts."""
+  kernel = generator_kernel(nets.g_def, g_params)
+  fake = kernel_lib.downscale_with_kernel(g_input, kernel)
+  d_fake, d_stats = _discriminate(nets.d_def, state.d_params, state.d_stats,
+                                  fake)
+  sched = state.schedule
+  parts = {
+      "loss_adversarial": losses.gan_loss(d_fake, is_real=True),
+      "loss_bicubic": losses.bicubic_loss(g_input, fake),
+      "loss_sum2one": losses.sum_to_one_loss(kernel),
+      "loss_boundaries": losses.boundaries_loss(kernel, mask),
+      "loss_centralized": losses.centralized_loss(
+          kernel, kernel_lib.center_of_mass_target(kernel.shape[0], 2)),
+      "loss_sparse": losses.sparsity_loss(kernel, config.sparsity_power),
+  }
+  total = (parts["loss_adversarial"]
+           + sched.lambda_bicubic * parts["loss_bicubic"]
+           + config.lambda_sum2one * parts["loss_sum2one"]
+           + config.lambda_boundaries * parts["loss_boundaries"]
+           + sched.lambda_centralized * parts["loss_centralized"]
+           + sched.lambda_sparse * parts["loss_sparse"])
+  return total, (d_stats, parts)
+
+
+def _discriminator_loss(d_params, d_stats, real, fake, d_def):
+  """L_D = (L1(D(fake), 0) + L1(D(real), 1)) / 2 (spec 5.1)."""
+  d_real, d_stats = _discriminate(d_def, d_params, d_stats, real)
+  d_fake, d_stats = _discriminate(d_def, d_params, d_stats, fake)
+  loss = 0.5 * (losses.gan_loss(d_fake, is_real=False)
+                + losses.gan_loss(d_real, is_real=True))
+  return loss, d_stats
+
+
+def train_step(state: GanState, data: TrainData, *, config: Config
+               ) -> tuple[GanState, Metrics]:
+  """One KernelGAN iteration: G step, D step, schedule update (spec 6.1).
+
+  Pure: the same (state, data) always gives the same result. Bind `config`
+  with `functools.partial` before jitting.
+  """
+  nets = networks(config)
+  mask = losses.boundary_mask(config.g_kernel_size,
+                              config.boundary_mask_scale)
+  i = state.step
+  real_key, fake_key = jax.random.split(jax.random.fold_in(state.key, i))
+  g_input = _crop(data.image, data.g_corners[i], config.input_crop_size)
+  real = _crop(data.image, data.d_corners[i], config.g_output_size)
+  # Noise std is in [0, 1] units; the image is in [-1, 1], hence 2x.
+  real = real + 2.0 * config.real_noise_std * jax.random.normal(
+      real_key, real.shape)
+
+  (g_total, (d_stats, parts)), g_grads = jax.value_and_grad(
+      _generator_loss, has_aux=True)(
+          state.g_params, state, g_input, config, nets, mask)
+  g_updates, g_opt = nets.g_tx.update(g_grads, state.g_opt, state.g_params)
+  g_params = optax.apply_updates(state.g_params, g_updates)
+
+  new_kernel = generator_kernel(nets.g_def, g_params)
+  fake = kernel_lib.downscale_with_kernel(g_input, new_kernel)
+  fake = lax.stop_gradient(fake) + config.fake_noise_std * jax.random.normal(
+      fake_key, fake.shape)
+  (d_loss, d_stats), d_grads = jax.value_and_grad(
+      _discriminator_loss, has_aux=True)(
+          state.d_params, d_stats, real, fake, nets.d_def)
+  d_updates, d_opt = nets.d_tx.update(d_grads, state.d_opt, state.d_params)
+  d_params = optax.apply_updates(state.d_params, d_updates)
+
+  sched = schedule_lib.update_schedule(state.schedule, i,
+                                       parts["loss_bicubic"], config)
+  metrics = dict(parts, loss_generator=g_total, loss_discriminator=d_loss,
+                 lambda_bicubic=state.schedule.lambda_bicubic)
+  new_state = GanState(g_params, d_params, d_stats, g_opt, d_opt, sched,
+                       i + 1, state.key)
+  return new_state, metrics
+
+
+StepFn = Callable[[GanState, TrainData], tuple[GanState, Metrics]]
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_step(config: Config) -> StepFn:
+  """`train_step` jitted once per config, state donated."""
+  return jax.jit(functools.partial(train_step, config=config),
+                 donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_chunk(config: Config, length: int) -> StepFn:
+  """`length` train steps in one on-device `lax.scan`."""
+  step = functools.partial(train_step, config=config)
+  def chunk(state, data):
+    return lax.scan(lambda s, _: step(s, data), state, None, length=length)
+  return jax.jit(chunk, donate_argnums=0)
+
+
+def default_loop(backend: str | None = None) -> str:
+  """'python' on CPU, where XLA runs a scanned step much slower than a host
+  loop over the jitted step; 'scan' on GPU/TPU, where launches dominate.
+  """
+  backend = backend or jax.default_backend()
+  return "python" if backend == "cpu" else "scan"
+
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+def train(state: GanState, data: TrainData, config: Config, *,
+          loop: str | None = None, chunk: int = 50,
+          progress: ProgressFn | None = None
+          ) -> tuple[GanState, dict[str, np.ndarray]]:
+  """Runs `config.max_iters` iterations and returns the loss history.
+
+  Args:
+    state: from `init_state`.
+    data: from `data.prepare`.
+    config: the run's settings.
+    loop: 'python' (a host loop over the jitted step) or 'scan' (chunks of
+      `chunk` iterations on device); None picks the backend's faster one.
+    chunk: iterations between host syncs (progress reports).
+    progress: called as progress(done, total, last_metrics) after each chunk.
+
+  Returns:
+    The final state and the per-iteration metrics as numpy arrays.
+  """
+  loop = loop or default_loop()
+  if loop not in ("python", "scan"):
+    raise ValueError(f"loop must be 'python' or 'scan', got {loop!r}")
+  total, done, history = config.max_iters, 0, []
+  while done < total:
+    length = min(chunk, total - done)
+    if loop == "scan":
+      state, metrics = jitted_chunk(config, length)(state, data)
+    else:
+      step = jitted_step(config)
+      per_step = []
+      for _ in range(length):
+        state, m = step(state, data)
+        per_step.append(m)
+      metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
+    history.append(jax.device_get(metrics))
+    done += length
+    if progress is not None:
+      progress(done, total, {k: float(v[-1]) for k, v in history[-1].items()})
+  return state, {k: np.concatenate([h[k] for h in history])
+                 for k in history[0]}
+

@@ -1,0 +1,80 @@
+"""The command line end to end, and every bad input it must refuse."""
+
+import json
+import os
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from scipy import io as scipy_io
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "tests", "data", "example_lr.png")
+
+
+def _run(*args, cwd=ROOT):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "kernelgan_jax.main", *args],
+                        capture_output=True, text=True, cwd=cwd, env=env,
+                        timeout=600)
+
+
+def test_end_to_end_writes_every_output(tmp_path):
+  result = _run(f"--image={EXAMPLE}", f"--output_dir={tmp_path}", "--x4",
+                "--iters=12", "--config=configs/smoke.py")
+  assert result.returncode == 0, result.stderr
+  folder = tmp_path / "example_lr"
+  k2 = scipy_io.loadmat(folder / "example_lr_kernel_x2.mat")["Kernel"]
+  assert k2.shape[0] % 2 == 1 and k2.shape[0] >= 15
+  np.testing.assert_allclose(np.load(folder / "example_lr_kernel_x2.npy"),
+                             k2)
+  k4 = np.load(folder / "example_lr_kernel_x4.npy")
+  assert k4.shape == (2 * k2.shape[0] - 1,) * 2
+  assert iio.imread(folder / "example_lr_kernels.png").ndim == 3
+  log = json.loads((folder / "example_lr_log.json").read_text())
+  assert log["config"]["max_iters"] == 12 and log["seed"] == 0
+  assert len(log["history"]["loss_bicubic"]) == 12
+  assert "12/12" in result.stderr  # The progress indication.
+  assert sorted(os.listdir(folder)) == sorted([  # Nothing else left over.
+      "example_lr_kernel_x2.mat", "example_lr_kernel_x2.npy",
+      "example_lr_kernel_x4.mat", "example_lr_kernel_x4.npy",
+      "example_lr_kernels.png", "example_lr_log.json"])
+  again = _run(f"--image={EXAMPLE}", f"--output_dir={tmp_path}", "--iters=1")
+  assert again.returncode == 1
+  assert "--overwrite" in again.stderr
+
+
+def _bad_inputs(tmp_path):
+  text = tmp_path / "notes.png"
+  text.write_text("not an image at all")
+  truncated = tmp_path / "truncated.png"
+  truncated.write_bytes(open(EXAMPLE, "rb").read()[:3000])
+  small = tmp_path / "small.png"
+  iio.imwrite(small, np.zeros((80, 200, 3), np.uint8))
+  flat = tmp_path / "flat.png"
+  iio.imwrite(flat, np.full((120, 120), 77, np.uint8))
+  return [
+      (["--image=/no/such/file.png"], "no such file"),
+      ([f"--image={tmp_path}"], "is a directory"),
+      ([f"--image={text}"], "cannot read"),
+      ([f"--image={truncated}"], "cannot read"),
+      ([f"--image={small}"], "needs at least 84x84"),
+      ([f"--image={flat}"], "constant"),
+      ([f"--image={EXAMPLE}", "--iters=0"], "--iters"),
+      ([f"--image={EXAMPLE}", "--seed=-3"], "--seed"),
+      ([f"--image={EXAMPLE}", "--config=nope"], "unknown config"),
+      ([f"--image={EXAMPLE}", "--x4=maybe"], "--x4"),
+      ([], "--image"),
+  ]
+
+
+def test_bad_inputs_fail_with_one_clear_line(tmp_path):
+  out = tmp_path / "out"
+  for args, message in _bad_inputs(tmp_path):
+    result = _run(*args, f"--output_dir={out}")
+    assert result.returncode != 0, args
+    assert message in result.stderr, (args, result.stderr)
+    assert "Traceback" not in result.stderr, (args, result.stderr)
+  assert not out.exists()  # Nothing written by any failed run.
