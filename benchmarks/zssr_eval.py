@@ -1,0 +1,201 @@
+r"""SR quality on a DIV2KRK-protocol set: bicubic vs ZSSR with three kernels.
+
+  python -m benchmarks.zssr_eval --set_dir=/tmp/div2krk --num_images=8 \
+      --preset=paper
+
+Builds the set first if `--set_dir` holds none (scikit-image photographs,
+`kernelgan_jax.div2krk`; with --x4 it also writes the x4 LR images). For every
+image it reports PSNR and SSIM on the Y channel (ITU-R BT.601, as MATLAB's
+rgb2ycbcr), the border shaved by the scale factor, of
+  - bicubic interpolation (MATLAB imresize),
+  - ZSSR with the bicubic degradation (plain ZSSR, Shocher et al., CVPR 2018),
+  - ZSSR with the kernel KernelGAN estimates (Bell-Kligler et al., NeurIPS
+    2019), the paper's "KernelGAN + ZSSR",
+  - ZSSR with the ground-truth kernel (the ceiling).
+With --x4 the x4 LR images are used, the x4 kernels being the analytic x4 of
+the x2 kernels (the DIV2KRK x4 images apply the x2 kernel twice). Writes
+benchmarks/results/zssr-<preset>-x<scale>-<device>-<date>.{json,md}.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+from skimage import metrics as skmetrics
+
+from benchmarks import machine
+from kernelgan_jax import div2krk
+from kernelgan_jax import kernel as kernel_lib
+from kernelgan_jax.config import get_config
+from kernelgan_jax.estimate import estimate_kernel
+from kernelgan_jax.imresize import imresize
+from kernelgan_jax.zssr import fast_cpu_config
+from kernelgan_jax.zssr import super_resolve
+from kernelgan_jax.zssr import ZSSRConfig
+
+_SET_DIR = flags.DEFINE_string("set_dir", "/tmp/div2krk_sk", "Set folder.")
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 8, "Images to evaluate.")
+_HR_SIZE = flags.DEFINE_integer("hr_size", None,
+                                "Centre-crop HR photos when building a set.")
+_X4 = flags.DEFINE_bool("x4", False, "Evaluate x4 (gradual ZSSR) instead.")
+_PRESET = flags.DEFINE_enum("preset", "paper", ["paper", "fast"],
+                            "ZSSR settings: the original's, or the CPU "
+                            "preset (64 crops, 1000 iterations).")
+_ZSSR_ITERS = flags.DEFINE_integer("zssr_iters", None,
+                                   "Overrides the preset's max iterations.")
+_KERNELGAN_ITERS = flags.DEFINE_integer("kernelgan_iters", 3000,
+                                        "KernelGAN training iterations.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of KernelGAN and ZSSR.")
+_METHODS = flags.DEFINE_list(
+    "methods", ["bicubic", "zssr_bicubic", "zssr_kernelgan", "zssr_true"],
+    "Which columns to compute.")
+_OUT = flags.DEFINE_string("results_dir", "benchmarks/results",
+                           "Where the JSON and markdown go.")
+
+# MATLAB rgb2ycbcr luma for [0, 1] RGB.
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
+_Y_OFFSET = 16.0 / 255.0
+
+
+def luma(image_01: np.ndarray) -> np.ndarray:
+  """Y of YCbCr (BT.601, [16, 235] / 255) of an RGB image in [0, 1]."""
+  return np.asarray(image_01, np.float64)[..., :3] @ _Y_WEIGHTS + _Y_OFFSET
+
+
+def y_psnr_ssim(reference_01: np.ndarray, test_01: np.ndarray,
+                shave: int) -> dict[str, float]:
+  """PSNR (peak 1) and SSIM (Gaussian window, MATLAB settings) on Y.
+
+  Args:
+    reference_01: (H, W, 3) HR ground truth in [0, 1].
+    test_01: (H', W', 3) SR result; both are cropped to the common size.
+    shave: border pixels removed on every side (the scale factor).
+
+  Returns:
+    {'psnr': dB, 'ssim': in [-1, 1]}.
+  """
+  height = min(reference_01.shape[0], test_01.shape[0])
+  width = min(reference_01.shape[1], test_01.shape[1])
+  crop = lambda x: luma(x[:height, :width])[shave:height - shave,
+                                            shave:width - shave]
+  reference, test = crop(reference_01), crop(np.clip(test_01, 0, 1))
+  mse = float(np.mean((reference - test)**2))
+  ssim = skmetrics.structural_similarity(
+      reference, test, data_range=1.0, gaussian_weights=True, sigma=1.5,
+      use_sample_covariance=False)
+  return {"psnr": -10.0 * np.log10(max(mse, 1e-12)), "ssim": float(ssim)}
+
+
+def zssr_config() -> ZSSRConfig:
+  config = fast_cpu_config() if _PRESET.value == "fast" else ZSSRConfig()
+  if _ZSSR_ITERS.value:
+    config = dataclasses.replace(config, max_iters=_ZSSR_ITERS.value)
+  return config
+
+
+def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
+                      config: ZSSRConfig) -> dict[str, tuple[np.ndarray,
+                                                             float]]:
+  """Each requested method's SR image of `lr` and its run time (s)."""
+  x4 = scale == 4
+  seed = _SEED.value
+
+  def zssr(kernel_x2):
+    kernel_x4 = None
+    if x4 and kernel_x2 is not None:
+      kernel_x4 = kernel_lib.analytic_kernel_x4(np.asarray(kernel_x2,
+                                                           np.float64))
+    return super_resolve(lr, kernel_x2, x4=x4, kernel_x4=kernel_x4,
+                         config=config, seed=seed)
+
+  def zssr_kernelgan():
+    estimate = estimate_kernel(
+        lr, get_config(max_iters=_KERNELGAN_ITERS.value), seed=seed)
+    return zssr(estimate.kernel_x2)
+
+  runs = {
+      "bicubic": lambda: np.asarray(imresize(lr, float(scale))),
+      "zssr_bicubic": lambda: zssr(None),
+      "zssr_kernelgan": zssr_kernelgan,
+      "zssr_true": lambda: zssr(true_x2),
+  }
+  results = {}
+  for method in _METHODS.value:
+    start = time.perf_counter()
+    image = runs[method]()
+    results[method] = (image, time.perf_counter() - start)
+  return results
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+  """A PSNR / SSIM table, one row per image plus the mean."""
+  methods = meta["methods"]
+  lines = [
+      f"x{meta['scale']} SR on a DIV2KRK-protocol set ({meta['set']}), ZSSR "
+      f"preset {meta['preset']} ({meta['zssr_max_iters']} max iterations, "
+      f"crop {meta['zssr_crop']}), KernelGAN {meta['kernelgan_iters']} "
+      f"iterations, seed {meta['seed']}, {meta['device']}, {meta['date']}. "
+      f"Y-channel PSNR (dB) / SSIM, {meta['scale']}-px border shaved.",
+      "",
+      "| image | LR size | " + " | ".join(methods) + " | seconds |",
+      "|---|---|" + "---|" * len(methods) + "---|",
+  ]
+  cell = lambda m: f"{m['psnr']:.2f} / {m['ssim']:.4f}"
+  for r in rows:
+    seconds = sum(r[m]["seconds"] for m in methods)
+    lines.append(
+        f"| {r['name']} | {r['lr_shape'][1]}x{r['lr_shape'][0]} | "
+        + " | ".join(cell(r[m]) for m in methods) + f" | {seconds:.0f} |")
+  mean = {m: {k: float(np.mean([r[m][k] for r in rows]))
+              for k in ("psnr", "ssim")} for m in methods}
+  lines.append("| **mean** | | " + " | ".join(cell(mean[m]) for m in methods)
+               + " | |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  scale = 4 if _X4.value else 2
+  if not os.path.exists(os.path.join(_SET_DIR.value, "manifest.json")):
+    names = div2krk.SAMPLE_IMAGE_NAMES[:_NUM_IMAGES.value]
+    div2krk.write_set(_SET_DIR.value, div2krk.sample_photographs(
+        names, hr_size=_HR_SIZE.value), seed=0, x4=_X4.value)
+  examples = list(div2krk.load_set(_SET_DIR.value).values())
+  examples = examples[:_NUM_IMAGES.value]
+  config = zssr_config()
+  rows = []
+  for example in examples:
+    lr = example.lr_x4 if _X4.value else example.lr
+    if lr is None:
+      raise app.UsageError(f"{_SET_DIR.value} has no x4 LR images; build "
+                           "the set with --x4.")
+    row = {"name": example.name, "lr_shape": list(lr.shape)}
+    results = super_resolve_all(lr, example.kernel_x2, scale, config)
+    for method, (image, seconds) in results.items():
+      row[method] = dict(y_psnr_ssim(example.hr, image, scale),
+                         seconds=seconds)
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+  meta = dict(machine.describe(), set=_SET_DIR.value, scale=scale,
+              preset=_PRESET.value, zssr_max_iters=config.max_iters,
+              zssr_crop=config.crop_size,
+              kernelgan_iters=_KERNELGAN_ITERS.value, seed=_SEED.value,
+              methods=_METHODS.value)
+  os.makedirs(_OUT.value, exist_ok=True)
+  stem = os.path.join(_OUT.value, f"zssr-{_PRESET.value}-x{scale}-"
+                      f"{meta['device']}-{meta['date']}")
+  with open(stem + ".json", "w") as f:
+    json.dump({"meta": meta, "rows": rows}, f, indent=1)
+  with open(stem + ".md", "w") as f:
+    f.write(markdown(rows, meta))
+  print(markdown(rows, meta))
+
+
+if __name__ == "__main__":
+  app.run(main)
