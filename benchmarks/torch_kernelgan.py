@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import time
 from typing import Any, Dict, Optional, Tuple
 
@@ -403,6 +402,10 @@ class KernelGAN:
   def update_learner(self, iteration: int, loss_bicubic: float) -> None:
     """Learner step (spec 6.2): host read of L_bic, LR decay."""
     self.learner.update(iteration, loss_bicubic)
+    self.apply_learning_rate()
+
+  def apply_learning_rate(self) -> None:
+    """Sets both optimisers' LR to lr x the learner's current scale."""
     for opt in (self.opt_g, self.opt_d):
       for group in opt.param_groups:
         group["lr"] = self.lr * self.learner.lr_scale
@@ -428,32 +431,70 @@ class KernelGAN:
       state[f"D/bn{j}/bias"] = _to_numpy(norm.bias)
     return state
 
+  def _param_tensors(self) -> Dict[str, torch.Tensor]:
+    """Trainable tensors by state key (the keys of `get_state` but u)."""
+    tensors = {}
+    for i, conv in enumerate(self.generator.convs):
+      tensors[f"G/conv{i}/weight"] = conv.weight
+    for i, conv in enumerate(self.discriminator.convs):
+      tensors[f"D/conv{i}/weight_orig"] = conv.weight_orig
+      tensors[f"D/conv{i}/bias"] = conv.bias
+    for j, norm in enumerate(self.discriminator.norms):
+      tensors[f"D/bn{j}/weight"] = norm.weight
+      tensors[f"D/bn{j}/bias"] = norm.bias
+    return tensors
+
   def set_state(self, state: StateDict) -> None:
     """Loads arrays with the keys of `get_state` (all must be present).
 
     The SN v vectors are not part of the state: in training mode each
     forward recomputes v = normalize(W^T u) before using it.
     """
-    targets = {}
-    for i, conv in enumerate(self.generator.convs):
-      targets[f"G/conv{i}/weight"] = conv.weight
+    targets = self._param_tensors()
     for i, conv in enumerate(self.discriminator.convs):
-      targets[f"D/conv{i}/weight_orig"] = conv.weight_orig
-      targets[f"D/conv{i}/bias"] = conv.bias
       targets[f"D/conv{i}/u"] = conv.weight_u
-    for j, norm in enumerate(self.discriminator.norms):
-      targets[f"D/bn{j}/weight"] = norm.weight
-      targets[f"D/bn{j}/bias"] = norm.bias
-    missing = sorted(set(targets) - set(state))
-    if missing:
-      raise KeyError(f"state lacks {missing}")
-    with torch.no_grad():
-      for name, tensor in targets.items():
-        value = torch.as_tensor(np.asarray(state[name]), dtype=tensor.dtype)
-        if value.shape != tensor.shape:
-          raise ValueError(f"{name}: shape {tuple(value.shape)} != "
-                           f"{tuple(tensor.shape)}")
-        tensor.copy_(value.to(tensor.device))
+    _copy_into(targets, state)
+
+  def get_optimizer_state(self) -> Tuple[int, StateDict, StateDict]:
+    """(Adam step count, first moments, second moments) by state key."""
+    first, second, step = {}, {}, 0
+    for name, tensor in self._param_tensors().items():
+      opt = self.opt_g if name.startswith("G/") else self.opt_d
+      slot = opt.state.get(tensor, {})
+      if slot:
+        step = int(slot["step"])
+        first[name] = _to_numpy(slot["exp_avg"])
+        second[name] = _to_numpy(slot["exp_avg_sq"])
+      else:
+        first[name] = np.zeros(tuple(tensor.shape), np.float32)
+        second[name] = np.zeros(tuple(tensor.shape), np.float32)
+    return step, first, second
+
+  def set_optimizer_state(self, step: int, first: StateDict,
+                          second: StateDict) -> None:
+    """Sets both Adams' step count and moments (keys as `get_state`)."""
+    for name, tensor in self._param_tensors().items():
+      opt = self.opt_g if name.startswith("G/") else self.opt_d
+      moments = {"exp_avg": first[name], "exp_avg_sq": second[name]}
+      opt.state[tensor] = {
+          "step": torch.tensor(float(step), dtype=torch.float32),
+          **{key: torch.as_tensor(np.asarray(value), dtype=tensor.dtype).to(
+              tensor.device).clone() for key, value in moments.items()}}
+    self.apply_learning_rate()
+
+
+def _copy_into(targets: Dict[str, torch.Tensor], state: StateDict) -> None:
+  """Copies state[key] into targets[key] for every key, checking shapes."""
+  missing = sorted(set(targets) - set(state))
+  if missing:
+    raise KeyError(f"state lacks {missing}")
+  with torch.no_grad():
+    for name, tensor in targets.items():
+      value = torch.as_tensor(np.asarray(state[name]), dtype=tensor.dtype)
+      if value.shape != tensor.shape:
+        raise ValueError(f"{name}: shape {tuple(value.shape)} != "
+                         f"{tuple(tensor.shape)}")
+      tensor.copy_(value.to(tensor.device))
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -696,7 +737,8 @@ def run(image_01: np.ndarray, g_corners: np.ndarray, d_corners: np.ndarray,
     dict with "raw_kernel" (13x13, from the last G step, spec 7.1),
     "kernel_x2" (post-processed), optionally "kernel_x4", one float array
     per name in LOSS_NAMES (length iters), "lambda_bicubic" (weight used in
-    each G step), "lr" (used in each step) and "final_state".
+    each G step), "lr" (used in each step), "final_state" and
+    "final_kernel" (13x13 from the final weights).
   """
   iters = len(g_corners) if iters is None else iters
   if len(g_corners) < iters or len(d_corners) < iters:
@@ -726,6 +768,7 @@ def run(image_01: np.ndarray, g_corners: np.ndarray, d_corners: np.ndarray,
   if x4:
     result["kernel_x4"] = analytic_kernel(result["kernel_x2"])
   result["final_state"] = gan.get_state()
+  result["final_kernel"] = calc_curr_k(gan.generator).detach().cpu().numpy()
   return result
 
 
@@ -762,8 +805,8 @@ def time_iterations(image_01: np.ndarray, iters: int = 50, warmup: int = 5,
     seed: seed of the crops, init and noise.
 
   Returns:
-    dict with "ms_per_iter", "ms_per_iter_median", "full_run_s" (x3000)
-    and "threads".
+    dict with "ms_per_iter" (mean), "ms_per_iter_median", "ms_per_iter_min",
+    "full_run_s" (mean x 3000) and "threads".
   """
   gan = KernelGAN(device=device, seed=seed)
   g_corners, d_corners = draw_crop_corners(image_01, warmup + iters, seed)
@@ -779,9 +822,10 @@ def time_iterations(image_01: np.ndarray, iters: int = 50, warmup: int = 5,
     times.append(time.perf_counter() - start)
   steady = np.array(times[warmup:])
   ms = 1e3 * float(steady.mean())
-  return {"ms_per_iter": ms, "ms_per_iter_median": 1e3 * float(
-      np.median(steady)), "full_run_s": ms * 3000 / 1e3,
-          "threads": torch.get_num_threads()}
+  return {"ms_per_iter": ms,
+          "ms_per_iter_median": 1e3 * float(np.median(steady)),
+          "ms_per_iter_min": 1e3 * float(steady.min()),
+          "full_run_s": ms * 3000 / 1e3, "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -798,7 +842,8 @@ def main() -> None:
                           args.device)
   print(f"torch {torch.__version__} device={args.device} "
         f"threads={stats['threads']}: {stats['ms_per_iter']:.1f} ms/iter "
-        f"(median {stats['ms_per_iter_median']:.1f}), "
+        f"(median {stats['ms_per_iter_median']:.1f}, "
+        f"min {stats['ms_per_iter_min']:.1f}), "
         f"3000 iters ~ {stats['full_run_s']:.0f} s")
 
 

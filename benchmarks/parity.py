@@ -1,0 +1,500 @@
+"""Numerical parity of kernelgan_jax with the PyTorch reference.
+
+Initialises the JAX model, copies those exact initial weights (G kernels,
+D weights and biases, spectral-norm u vectors, BatchNorm scale/bias) into
+`benchmarks/torch_kernelgan.py`, and trains both on the same image and the
+same crop corners with all noise disabled. Two comparisons:
+
+- `stepwise_compare` (teacher-forced): before every iteration the JAX state
+  (weights, u vectors, Adam moments and step count, learner state) is copied
+  into torch, both take ONE iteration, and the results are compared. This
+  checks every step's arithmetic to float32 precision, without the
+  divergence of free-running training.
+- `compare` (free-running): both train independently for N iterations; the
+  loss histories and final kernels are reported. From G's native init they
+  agree at iteration 0 to float precision and then drift apart: Adam's
+  first update is lr * sign(g), so gradient entries at float-noise level
+  (notably the biases in front of BatchNorm, whose exact gradient is 0) flip
+  sign between the implementations, and G's ~1e-7 initial kernel (a sum of
+  large cancelling products) feeds D an almost constant fake patch that
+  BatchNorm blows up to O(1), so float32 rounding decides the details.
+  With `g_scale=10` (G's init gain 1, an O(0.1) kernel) the problem is well
+  conditioned and the final kernels agree to ~1e-3 relative after 30
+  iterations.
+
+Finding: Flax's BatchNorm defaults to `use_fast_variance=True`
+(var = E[x^2] - E[x]^2); in D this cancels in float32 and makes D's
+gradients differ from PyTorch's by up to ~1e-2 relative (1e-5 with the
+two-pass variance). See `uses_fast_variance` and `exact_batchnorm_variance`.
+
+Layouts: JAX conv kernels are HWIO, PyTorch's OIHW; spectral norm views a
+kernel as [out, in*kh*kw] in PyTorch order on both sides, so u vectors copy
+unchanged.
+
+Usage:
+  python -m benchmarks.parity --iters 30 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import torch
+from flax import nnx
+
+from benchmarks import torch_kernelgan as tk
+from kernelgan_jax import config as config_lib
+from kernelgan_jax import data as data_lib
+from kernelgan_jax import models
+from kernelgan_jax import train
+
+# Torch loss name -> JAX metric name.
+LOSS_PAIRS = {
+    "g_adv": "loss_adversarial",
+    "bicubic": "loss_bicubic",
+    "sum2one": "loss_sum2one",
+    "boundaries": "loss_boundaries",
+    "centralized": "loss_centralized",
+    "sparse": "loss_sparse",
+    "g_total": "loss_generator",
+    "d_total": "loss_discriminator",
+}
+
+# D biases that feed a BatchNorm (directly or through a 1x1 conv): their
+# exact gradient is 0, so their Adam steps are sign(float noise) * lr and
+# they cannot be compared entry-wise (they do not affect any output).
+PRE_NORM_BIASES = tuple(f"D/conv{i}/bias" for i in range(6))
+
+
+def uses_fast_variance() -> bool:
+  """Whether kernelgan_jax's D BatchNorm computes var = E[x^2] - E[x]^2.
+
+  That is Flax's default (`use_fast_variance=True`). In D the activations'
+  mean is often large next to their spread, so the formula cancels
+  catastrophically in float32: D's gradients then differ from PyTorch's
+  (two-pass variance) by up to ~1e-2 relative instead of ~1e-5.
+  """
+  config = config_lib.get_config()
+  disc = models.PatchDiscriminator(config, rngs=nnx.Rngs(0))
+  return bool(getattr(disc.norms[0], "use_fast_variance", False))
+
+
+_EXACT_VARIANCE_ACTIVE = False
+
+
+@contextlib.contextmanager
+def exact_batchnorm_variance() -> Iterator[None]:
+  """Diagnostic: forces Flax BatchNorm's two-pass variance while active.
+
+  Patches `flax.nnx.nn.normalization._compute_stats`; jitted functions
+  traced inside the block keep the exact variance (`stepwise_compare`
+  traces a fresh step inside it; `compare` reuses kernelgan_jax's cached
+  jitted step, so it sees the patch only if that was first traced inside
+  the block). Use only to confirm the
+  effect described in `uses_fast_variance`; the fix belongs in the model
+  (`nnx.BatchNorm(..., use_fast_variance=False)`).
+  """
+  from flax.nnx.nn import normalization  # pylint: disable=g-import-not-at-top
+  original = normalization._compute_stats  # pylint: disable=protected-access
+
+  def two_pass(*args, **kwargs):
+    kwargs["use_fast_variance"] = False
+    return original(*args, **kwargs)
+
+  global _EXACT_VARIANCE_ACTIVE
+  normalization._compute_stats = two_pass  # pylint: disable=protected-access
+  _EXACT_VARIANCE_ACTIVE = True
+  try:
+    yield
+  finally:
+    normalization._compute_stats = original  # pylint: disable=protected-access
+    _EXACT_VARIANCE_ACTIVE = False
+
+
+def hwio_to_oihw(kernel: Any) -> np.ndarray:
+  """[kh, kw, in, out] -> [out, in, kh, kw]."""
+  return np.array(kernel, dtype=np.float32).transpose(3, 2, 0, 1)
+
+
+def _d_convs(d_tree: Dict[Any, Any]) -> list:
+  """JAX D convs in the order of the torch reference's `convs` (0..6)."""
+  middle = [d_tree["convs"][i] for i in sorted(d_tree["convs"])]
+  return [d_tree["first"]] + middle + [d_tree["last"]]
+
+
+def _params_to_torch(g_tree: Dict[Any, Any], d_tree: Dict[Any, Any]
+                     ) -> tk.StateDict:
+  """Pure-dict G / D parameter trees (or Adam moments) in torch layout."""
+  out = {}
+  for i in sorted(g_tree["layers"]):
+    out[f"G/conv{i}/weight"] = hwio_to_oihw(g_tree["layers"][i]["kernel"])
+  for i, conv in enumerate(_d_convs(d_tree)):
+    out[f"D/conv{i}/weight_orig"] = hwio_to_oihw(conv["kernel"])
+    out[f"D/conv{i}/bias"] = np.array(conv["bias"], dtype=np.float32)
+  for j in sorted(d_tree["norms"]):
+    norm = d_tree["norms"][j]
+    out[f"D/bn{j}/weight"] = np.array(norm["scale"], dtype=np.float32)
+    out[f"D/bn{j}/bias"] = np.array(norm["bias"], dtype=np.float32)
+  return out
+
+
+def jax_to_torch_state(state: train.GanState) -> tk.StateDict:
+  """A GanState's networks as a `KernelGAN.set_state` dict (copies)."""
+  out = _params_to_torch(nnx.to_pure_dict(state.g_params),
+                         nnx.to_pure_dict(state.d_params))
+  for i, conv in enumerate(_d_convs(nnx.to_pure_dict(state.d_stats))):
+    out[f"D/conv{i}/u"] = np.array(conv["u"], dtype=np.float32)
+  return out
+
+
+def _adam_state(opt_state: Any) -> Any:
+  """The optax ScaleByAdamState inside an optimiser state."""
+  for leaf in jax.tree_util.tree_leaves(
+      opt_state, is_leaf=lambda x: hasattr(x, "mu") and hasattr(x, "nu")):
+    if hasattr(leaf, "mu") and hasattr(leaf, "nu"):
+      return leaf
+  raise ValueError("no Adam state (mu, nu) found in the optimiser state")
+
+
+def _as_param_tree(moment: Any, params: nnx.State) -> Dict[Any, Any]:
+  """An Adam moment as a pure dict shaped like `params`.
+
+  Handles both a per-parameter moment tree and the single flat vector of
+  `optax.flatten` (leaves raveled in `params`' tree order).
+  """
+  if isinstance(moment, jax.Array) and moment.ndim == 1:
+    _, unravel = jax.flatten_util.ravel_pytree(params)
+    moment = unravel(moment)
+  return nnx.to_pure_dict(moment)
+
+
+def jax_to_torch_optimizer(state: train.GanState
+                           ) -> Tuple[int, tk.StateDict, tk.StateDict]:
+  """(step count, first moments, second moments) in torch layout."""
+  g_adam, d_adam = _adam_state(state.g_opt), _adam_state(state.d_opt)
+  step = int(g_adam.count)
+  if int(d_adam.count) != step:
+    raise ValueError("G and D Adam step counts differ")
+  moments = []
+  for field in ("mu", "nu"):
+    moments.append(_params_to_torch(
+        _as_param_tree(getattr(g_adam, field), state.g_params),
+        _as_param_tree(getattr(d_adam, field), state.d_params)))
+  return step, moments[0], moments[1]
+
+
+def load_learner(learner: tk.Learner, state: train.GanState) -> None:
+  """Copies the JAX schedule state (and the implied LR scale) into torch."""
+  sched = state.schedule
+  learner.lambda_bicubic = float(sched.lambda_bicubic)
+  learner.lambda_centralized = float(sched.lambda_centralized)
+  learner.lambda_sparse = float(sched.lambda_sparse)
+  learner.similar_to_bicubic = bool(sched.similar_to_bicubic)
+  learner.bic_loss_counter = int(sched.bic_loss_counter)
+  learner.insert_constraints = bool(sched.insert_constraints)
+  iteration = int(state.step)
+  decays = max(0, (iteration - 1) // learner.update_l_rate_freq)
+  learner.lr_scale = learner.update_l_rate_rate**-decays
+
+
+def network_image(image_01: np.ndarray) -> np.ndarray:
+  """The float32 [-1, 1] image both sides train on (identical bits)."""
+  return 2.0 * np.asarray(image_01, np.float32) - np.float32(1.0)
+
+
+def scale_generator(state: train.GanState, factor: float
+                    ) -> train.GanState:
+  """Multiplies every G weight by `factor` (the kernel by factor**6).
+
+  G's own init (Xavier gain 0.1) gives a ~1e-7 kernel whose output D sees
+  through BatchNorm; that regime is ill-conditioned in float32 (see the
+  module docstring). factor 10 (gain 1) gives an O(0.1) kernel, a
+  well-conditioned state in which to compare the arithmetic step by step.
+  """
+  if factor == 1.0:
+    return state
+  g_params = jax.tree_util.tree_map(lambda w: w * factor, state.g_params)
+  return state._replace(g_params=g_params)
+
+
+def _setup_jax(image_01: np.ndarray, g_corners: np.ndarray,
+               d_corners: np.ndarray, iters: int, seed: int,
+               g_scale: float = 1.0
+               ) -> Tuple[Any, data_lib.TrainData, train.GanState]:
+  if min(len(g_corners), len(d_corners)) < iters:
+    raise ValueError("fewer crop corners than iterations")
+  config = config_lib.get_config(max_iters=iters, real_noise_std=0.0,
+                                 fake_noise_std=0.0)
+  data = data_lib.TrainData(
+      image=jnp.asarray(network_image(image_01)),
+      g_corners=jnp.asarray(g_corners, jnp.int32),
+      d_corners=jnp.asarray(d_corners, jnp.int32))
+  state = train.init_state(jax.random.key(seed), config)
+  return config, data, scale_generator(state, g_scale)
+
+
+def run_jax(image_01: np.ndarray, g_corners: np.ndarray,
+            d_corners: np.ndarray, iters: int, seed: int = 0,
+            g_scale: float = 1.0) -> Dict[str, Any]:
+  """Trains kernelgan_jax with noise off.
+
+  Returns:
+    dict with "init_state" (torch layout), "final_state" (torch layout),
+    "final_kernel" (13x13 from the final G) and "history" (metric arrays).
+  """
+  config, data, state = _setup_jax(image_01, g_corners, d_corners, iters,
+                                   seed, g_scale)
+  init_state = jax_to_torch_state(state)  # Before the state is donated.
+  state, history = train.train(state, data, config, loop="python")
+  kernel = train.generator_kernel(train.networks(config).g_def,
+                                  state.g_params)
+  return {"init_state": init_state, "final_state": jax_to_torch_state(state),
+          "final_kernel": np.array(kernel, np.float64), "history": history}
+
+
+def _max_abs(a: Any, b: Any) -> float:
+  return float(np.max(np.abs(np.asarray(a, np.float64) -
+                             np.asarray(b, np.float64))))
+
+
+def _max_rel(a: Any, b: Any) -> float:
+  """max |a - b| / max |b|: the error relative to the array's scale."""
+  scale = float(np.max(np.abs(b)))
+  return _max_abs(a, b) / scale if scale else _max_abs(a, b)
+
+
+def compare(image_01: np.ndarray, g_corners: np.ndarray,
+            d_corners: np.ndarray, iters: int, seed: int = 0,
+            g_scale: float = 1.0) -> Dict[str, Any]:
+  """Free-running comparison from the same weights and crops.
+
+  Args:
+    image_01, g_corners, d_corners: the image and crops of both runs.
+    iters: iterations.
+    seed: JAX init key.
+    g_scale: factor on G's initial weights (see `scale_generator`).
+
+  Returns:
+    dict with "losses" {torch name: (max abs diff, max rel diff)},
+    "first_losses" {name: abs diff at iteration 0, identical weights},
+    "kernel_abs" / "kernel_rel" / "kernel_max" (final 13x13 kernels),
+    "weights" {state key: max rel diff of the final values},
+    "lambda_bicubic_equal", and the raw "jax" / "torch" results.
+  """
+  jax_out = run_jax(image_01, g_corners, d_corners, iters, seed, g_scale)
+  torch_out = tk.run(image_01, g_corners, d_corners, iters=iters,
+                     real_noise_std=0.0, fake_noise_std=0.0, seed=0,
+                     init_state=jax_out["init_state"])
+  hist = jax_out["history"]
+  losses, first = {}, {}
+  for torch_name, jax_name in LOSS_PAIRS.items():
+    a, b = torch_out[torch_name], hist[jax_name]
+    losses[torch_name] = (_max_abs(a, b), _max_rel(a, b))
+    first[torch_name] = _max_abs(a[:1], b[:1])
+  return {
+      "losses": losses,
+      "first_losses": first,
+      "kernel_abs": _max_abs(torch_out["final_kernel"],
+                             jax_out["final_kernel"]),
+      "kernel_rel": _max_rel(torch_out["final_kernel"],
+                             jax_out["final_kernel"]),
+      "kernel_max": float(np.max(np.abs(jax_out["final_kernel"]))),
+      "weights": {key: _max_rel(torch_out["final_state"][key], value)
+                  for key, value in jax_out["final_state"].items()},
+      "lambda_bicubic_equal": bool(np.array_equal(
+          torch_out["lambda_bicubic"], hist["lambda_bicubic"])),
+      "jax": jax_out,
+      "torch": torch_out,
+  }
+
+
+def stepwise_compare(image_01: np.ndarray, g_corners: np.ndarray,
+                     d_corners: np.ndarray, iters: int, seed: int = 0,
+                     g_scale: float = 1.0) -> Dict[str, Any]:
+  """Teacher-forced comparison: one half-step at a time from JAX's state.
+
+  Before iteration t the torch model gets JAX's state t (weights, u, Adam
+  moments and count, learner); both then run iteration t, except that
+  torch's D step starts from JAX's updated G (so a differing G step cannot
+  leak into the D comparison). Gradients are
+  compared through Adam's moments after the step (their change is linear in
+  the gradient); updated weights are compared by the fraction of entries
+  whose Adam step differs, which happens where a gradient entry is at float
+  noise level and Adam's normalisation turns its sign into a full step.
+
+  Returns:
+    dict with "loss_rel" {torch loss name: max over t of the relative
+    difference}, "kernel_rel" (the G-step kernel, max over t),
+    "grad_rel" {key: max over t of max|mu_torch - mu_jax| / max|mu_jax|},
+    "sq_grad_rel" (the same for the second moments), "flip_fraction"
+    {key: max over t of the fraction of entries whose updated value differs
+    by more than 10% of that tensor's largest step}, "u_abs" {u key: max
+    abs diff}, and "pre_norm_biases" (the keys whose exact gradient is 0).
+  """
+  # The config (and so the compiled step) is shared with a free-running
+  # `compare` over all the corners given.
+  config, data, state = _setup_jax(image_01, g_corners, d_corners,
+                                   len(g_corners), seed, g_scale)
+  if _EXACT_VARIANCE_ACTIVE:  # A fresh trace that sees the patch.
+    step_fn = jax.jit(functools.partial(train.train_step, config=config))
+  else:
+    step_fn = train.jitted_step(config)  # Donates `state`: used up below.
+  kernel_fn = jax.jit(functools.partial(
+      train.generator_kernel, train.networks(config).g_def))
+  gan = tk.KernelGAN(seed=seed)
+  image_t = torch.from_numpy(
+      network_image(image_01).transpose(2, 0, 1)[None].copy())
+  report = {"loss_rel": {name: 0.0 for name in LOSS_PAIRS}, "kernel_rel": 0.0,
+            "grad_rel": {}, "sq_grad_rel": {}, "flip_fraction": {},
+            "u_abs": {}, "pre_norm_biases": PRE_NORM_BIASES}
+
+  def record(table: str, key: str, value: float) -> None:
+    report[table][key] = max(report[table].get(key, 0.0), value)
+
+  for t in range(iters):
+    before = jax_to_torch_state(state)
+    gan.set_state(before)
+    load_learner(gan.learner, state)
+    gan.set_optimizer_state(*jax_to_torch_optimizer(state))
+    jax_kernel = np.array(kernel_fn(state.g_params))
+    state, metrics = step_fn(state, data)
+    terms = _forced_torch_step(gan, t, image_t, g_corners[t], d_corners[t],
+                               jax_to_torch_state(state))
+    report["kernel_rel"] = max(report["kernel_rel"],
+                               _max_rel(terms["kernel"], jax_kernel))
+    for name, jax_name in LOSS_PAIRS.items():
+      record("loss_rel", name, _max_rel(terms[name].cpu().numpy(),
+                                        np.asarray(metrics[jax_name])))
+    _, torch_mu, torch_nu = gan.get_optimizer_state()
+    _, jax_mu, jax_nu = jax_to_torch_optimizer(state)
+    after_jax, after_torch = jax_to_torch_state(state), gan.get_state()
+    for key, value in after_jax.items():
+      if key.endswith("/u"):
+        record("u_abs", key, _max_abs(after_torch[key], value))
+        continue
+      record("grad_rel", key, _max_rel(torch_mu[key], jax_mu[key]))
+      record("sq_grad_rel", key, _max_rel(torch_nu[key], jax_nu[key]))
+      step = float(np.max(np.abs(value - before[key])))
+      flips = np.abs(after_torch[key] - value) > 0.1 * step
+      record("flip_fraction", key, float(flips.mean()))
+  return report
+
+
+def _forced_torch_step(gan: tk.KernelGAN, iteration: int,
+                       image_t: torch.Tensor, g_corner: np.ndarray,
+                       d_corner: np.ndarray, jax_after: tk.StateDict
+                       ) -> Dict[str, torch.Tensor]:
+  """torch's iteration with its D step run from JAX's updated G.
+
+  torch's own G-step result is put back after the D step, so the G
+  comparison still sees torch's G update.
+  """
+  g_input = image_t[:, :, g_corner[0]:g_corner[0] + tk.INPUT_CROP_SIZE,
+                    g_corner[1]:g_corner[1] + tk.INPUT_CROP_SIZE]
+  d_input = image_t[:, :, d_corner[0]:d_corner[0] + tk.G_OUTPUT_SIZE,
+                    d_corner[1]:d_corner[1] + tk.G_OUTPUT_SIZE]
+  g_terms = gan.train_g(g_input)
+  torch_g = [conv.weight.detach().clone() for conv in gan.generator.convs]
+  with torch.no_grad():
+    for i, conv in enumerate(gan.generator.convs):
+      conv.weight.copy_(torch.from_numpy(jax_after[f"G/conv{i}/weight"]))
+  d_terms = gan.train_d(g_input, d_input, fake_noise_std=0.0)
+  with torch.no_grad():
+    for conv, weight in zip(gan.generator.convs, torch_g):
+      conv.weight.copy_(weight)
+  gan.update_learner(iteration, float(g_terms["bicubic"]))
+  return {**g_terms, **d_terms}
+
+
+def format_report(report: Dict[str, Any], iters: int) -> str:
+  """Human-readable summary of `compare`'s result."""
+  lines = [f"free-running parity over {iters} iterations "
+           "(noise off, same init and crops)"]
+  lines.append(f"  final kernel: max|diff| {report['kernel_abs']:.3e}, "
+               f"relative {report['kernel_rel']:.3e} "
+               f"(max|k| {report['kernel_max']:.3e})")
+  for name, (abs_diff, rel_diff) in report["losses"].items():
+    lines.append(f"  {name:12s} max|diff| {abs_diff:.3e}  rel {rel_diff:.3e}"
+                 f"  (iteration 0: {report['first_losses'][name]:.3e})")
+  worst = max(report["weights"].items(), key=lambda kv: kv[1])
+  lines.append(f"  final weights: worst relative diff {worst[1]:.3e} "
+               f"({worst[0]})")
+  lines.append(f"  lambda_bicubic schedules equal: "
+               f"{report['lambda_bicubic_equal']}")
+  return "\n".join(lines)
+
+
+def format_stepwise(report: Dict[str, Any], iters: int) -> str:
+  """Human-readable summary of `stepwise_compare`'s result."""
+  lines = [f"teacher-forced parity over {iters} iterations"]
+  lines.append(f"  G-step kernel: max relative diff "
+               f"{report['kernel_rel']:.3e}")
+  for name, rel in report["loss_rel"].items():
+    lines.append(f"  {name:12s} max relative diff {rel:.3e}")
+  excluded = report["pre_norm_biases"]
+  for table, label in (("grad_rel", "gradients (Adam mu)"),
+                       ("sq_grad_rel", "squared gradients (Adam nu)"),
+                       ("flip_fraction", "entries with a differing step")):
+    compared = {k: v for k, v in report[table].items() if k not in excluded}
+    worst = max(compared.items(), key=lambda kv: kv[1])
+    lines.append(f"  {label}: worst {worst[1]:.3e} ({worst[0]})")
+  worst_u = max(report["u_abs"].items(), key=lambda kv: kv[1])
+  lines.append(f"  spectral-norm u: worst abs diff {worst_u[1]:.3e} "
+               f"({worst_u[0]})")
+  lines.append("  (pre-BatchNorm D biases excluded: exact gradient 0)")
+  return "\n".join(lines)
+
+
+def default_inputs(iters: int, size: int = 96, seed: int = 0
+                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """A synthetic image and crop corners drawn the original way."""
+  image = tk.synthetic_image(size, seed)
+  g_corners, d_corners = tk.draw_crop_corners(image, iters, seed)
+  return image, g_corners, d_corners
+
+
+def main(argv: Optional[list] = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--iters", type=int, default=30)
+  parser.add_argument("--stepwise_iters", type=int, default=10)
+  parser.add_argument("--size", type=int, default=96)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--threads", type=int, default=None)
+  parser.add_argument("--g_scale", type=float, default=1.0,
+                      help="factor on G's initial weights (10 = gain 1)")
+  parser.add_argument("--exact_bn_variance", action="store_true",
+                      help="diagnostic: patch Flax BatchNorm to two-pass")
+  args = parser.parse_args(argv)
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  print(f"kernelgan_jax D BatchNorm fast variance: {uses_fast_variance()}"
+        + (" (patched to two-pass)" if args.exact_bn_variance else ""))
+  context = (exact_batchnorm_variance() if args.exact_bn_variance
+             else contextlib.nullcontext())
+  with context:
+    _report(args)
+
+
+def _report(args: argparse.Namespace) -> None:
+  """Runs and prints the comparisons selected on the command line."""
+  n = max(args.iters, args.stepwise_iters)
+  image, g_corners, d_corners = default_inputs(n, args.size, args.seed)
+  if args.stepwise_iters:
+    report = stepwise_compare(image, g_corners, d_corners,
+                              args.stepwise_iters, args.seed, args.g_scale)
+    print(format_stepwise(report, args.stepwise_iters))
+  if args.iters:
+    report = compare(image, g_corners, d_corners, args.iters, args.seed,
+                     args.g_scale)
+    print(format_report(report, args.iters))
+
+
+if __name__ == "__main__":
+  main()
