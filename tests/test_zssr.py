@@ -265,6 +265,31 @@ class SuperResolveTest(parameterized.TestCase):
       np.testing.assert_allclose(np.asarray(loop_p), np.asarray(scan_p),
                                  atol=1e-5)
 
+  def test_iteration_vmaps_over_images(self):
+    config = dataclasses.replace(_TINY, run_test_every=2, lr_slope_range=6)
+    images = jnp.asarray(_smooth_image((2, 24, 20, 3), seed=15))
+    kernel = jnp.asarray(_gaussian_kernel())
+
+    def start(image, key):
+      params = network.init_params(jax.random.fold_in(key, 1), 3, 8, 3)
+      inputs = train.StageInputs(image, pairs.gradient_loss_map(image),
+                                 kernel, key)
+      return train.init_state(params, None, config), inputs
+
+    iterate = lambda s, i: train.train_iteration(s, i, config=config,
+                                                 scale=2, noise_std=0.0)
+    keys = jax.random.split(jax.random.key(16), 2)
+    states, inputs = jax.vmap(start)(images, keys)
+    single, single_inputs = start(images[1], keys[1])
+    batched_iterate = jax.jit(jax.vmap(iterate))
+    for _ in range(4):
+      states = batched_iterate(states, inputs)
+      single = jax.jit(iterate)(single, single_inputs)
+    np.testing.assert_array_equal(np.asarray(states.step), [4, 4])
+    for batched_p, single_p in zip(states.params, single.params):
+      np.testing.assert_allclose(np.asarray(batched_p[1]),
+                                 np.asarray(single_p), atol=1e-6)
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -16,6 +16,7 @@ Params = list[jax.Array]
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
+@jax.jit(static_argnames=("channels", "width", "depth", "init_variance"))
 def init_params(key: jax.Array, channels: int, width: int = 64,
                 depth: int = 8, init_variance: float = 0.1) -> Params:
   """Normal weights with variance init_variance / (3 * 3 * C_in).
@@ -32,12 +33,13 @@ def init_params(key: jax.Array, channels: int, width: int = 64,
   """
   ins = [channels] + [width] * (depth - 1)
   outs = [width] * (depth - 1) + [channels]
-  keys = jax.random.split(key, depth)
-  return [
-      jax.random.normal(k, (3, 3, c_in, c_out), jnp.float32)
-      * np.sqrt(init_variance / (9 * c_in))
-      for k, c_in, c_out in zip(keys, ins, outs)
-  ]
+  shapes = [(3, 3, c_in, c_out) for c_in, c_out in zip(ins, outs)]
+  # One flat draw: XLA:CPU compiles a 1-D normal several times faster.
+  sizes = [int(np.prod(shape)) for shape in shapes]
+  flat = jax.random.normal(key, (sum(sizes),), jnp.float32)
+  pieces = jnp.split(flat, np.cumsum(sizes)[:-1])
+  return [piece.reshape(shape) * np.sqrt(init_variance / (9 * shape[2]))
+          for piece, shape in zip(pieces, shapes)]
 
 
 def apply(params: Params, upscaled_hwc: jax.Array) -> jax.Array:
