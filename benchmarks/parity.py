@@ -123,10 +123,35 @@ def hwio_to_oihw(kernel: Any) -> np.ndarray:
   return np.array(kernel, dtype=np.float32).transpose(3, 2, 0, 1)
 
 
-def _d_convs(d_tree: Dict[Any, Any]) -> list:
-  """JAX D convs in the order of the torch reference's `convs` (0..6)."""
-  middle = [d_tree["convs"][i] for i in sorted(d_tree["convs"])]
-  return [d_tree["first"]] + middle + [d_tree["last"]]
+def _d_convs(d_tree: Dict[Any, Any], fields: Tuple[str, ...]
+             ) -> list:
+  """JAX D convs in the torch reference's `convs` order (0..6).
+
+  Each entry maps a field name to an array in torch layout. Supports both
+  D layouts of kernelgan_jax: five separate `convs` (HWIO kernels) and one
+  `pointwise` stack (kernel [layers, in, out], bias / u [layers, features]).
+  """
+  def conv(node: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    out = {}
+    for field in fields:
+      value = np.array(node[field], dtype=np.float32)
+      out[field] = hwio_to_oihw(value) if field == "kernel" else value
+    return out
+
+  if "pointwise" in d_tree:
+    stack = d_tree["pointwise"]
+    middle = []
+    for layer in range(np.shape(stack[fields[0]])[0]):
+      entry = {}
+      for field in fields:
+        value = np.array(stack[field][layer], dtype=np.float32)
+        if field == "kernel":  # [in, out] -> [out, in, 1, 1].
+          value = value.T[:, :, None, None].copy()
+        entry[field] = value
+      middle.append(entry)
+  else:
+    middle = [conv(d_tree["convs"][i]) for i in sorted(d_tree["convs"])]
+  return [conv(d_tree["first"])] + middle + [conv(d_tree["last"])]
 
 
 def _params_to_torch(g_tree: Dict[Any, Any], d_tree: Dict[Any, Any]
@@ -135,9 +160,9 @@ def _params_to_torch(g_tree: Dict[Any, Any], d_tree: Dict[Any, Any]
   out = {}
   for i in sorted(g_tree["layers"]):
     out[f"G/conv{i}/weight"] = hwio_to_oihw(g_tree["layers"][i]["kernel"])
-  for i, conv in enumerate(_d_convs(d_tree)):
-    out[f"D/conv{i}/weight_orig"] = hwio_to_oihw(conv["kernel"])
-    out[f"D/conv{i}/bias"] = np.array(conv["bias"], dtype=np.float32)
+  for i, conv in enumerate(_d_convs(d_tree, ("kernel", "bias"))):
+    out[f"D/conv{i}/weight_orig"] = conv["kernel"]
+    out[f"D/conv{i}/bias"] = conv["bias"]
   for j in sorted(d_tree["norms"]):
     norm = d_tree["norms"][j]
     out[f"D/bn{j}/weight"] = np.array(norm["scale"], dtype=np.float32)
@@ -149,8 +174,9 @@ def jax_to_torch_state(state: train.GanState) -> tk.StateDict:
   """A GanState's networks as a `KernelGAN.set_state` dict (copies)."""
   out = _params_to_torch(nnx.to_pure_dict(state.g_params),
                          nnx.to_pure_dict(state.d_params))
-  for i, conv in enumerate(_d_convs(nnx.to_pure_dict(state.d_stats))):
-    out[f"D/conv{i}/u"] = np.array(conv["u"], dtype=np.float32)
+  for i, conv in enumerate(_d_convs(nnx.to_pure_dict(state.d_stats),
+                                    ("u",))):
+    out[f"D/conv{i}/u"] = conv["u"]
   return out
 
 
