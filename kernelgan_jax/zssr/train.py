@@ -168,8 +168,12 @@ train_chunk = jax.jit(_scan_iterations, static_argnames=_STATIC + ("length",),
 
 
 def use_scan(config: ZSSRConfig) -> bool:
-  """Resolves config.driver; 'auto' scans except on CPU (XLA:CPU runs
-  convolutions inside while loops many times slower than at top level)."""
+  """Resolves config.driver; 'auto' scans except on CPU.
+
+  XLA:CPU runs convolutions inside a while loop or a conditional far slower
+  than at top level: measured 1.2 s vs 42 ms per iteration (64 crops, 2
+  cores), hence a Python loop over a jitted, conditional-free step there.
+  """
   if config.driver == "auto":
     return jax.default_backend() != "cpu"
   if config.driver not in ("loop", "scan"):
