@@ -60,52 +60,130 @@ class LinearGenerator(nnx.Module):
 
 
 class SpectralVector(nnx.Variable):
-  """Spectral norm's power-iteration vector u: state, not a parameter."""
+  """Spectral norm's power-iteration vectors u: state, not parameters."""
 
 
 def _normalize(x: Array, eps: float) -> Array:
-  """`torch.nn.functional.normalize` for a vector."""
-  return x / jnp.maximum(jnp.linalg.norm(x), eps)
+  """`torch.nn.functional.normalize` along the last axis."""
+  norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
+  return x / jnp.maximum(norm, eps)
+
+
+def power_iteration(w_noi: Float[Array, "n o i"], u_no: Float[Array, "n o"],
+                    eps: float
+                    ) -> tuple[Float[Array, "n"], Float[Array, "n o"]]:
+  """One step of PyTorch's `spectral_norm` for n matrices at once.
+
+  Returns sigma = u^T W v (differentiable in W; u and v are constants, as in
+  PyTorch) and the updated u (Miyato et al., ICLR 2018).
+  """
+  w_const = lax.stop_gradient(w_noi)
+  v = _normalize(jnp.einsum("noi,no->ni", w_const, u_no), eps)
+  u = _normalize(jnp.einsum("noi,ni->no", w_const, v), eps)
+  sigma = jnp.einsum("no,noi,ni->n", u, w_noi, v)
+  return sigma, u
+
+
+def _uniform_fan_in(key, shape, fan_in):
+  """PyTorch's default conv init (kaiming-uniform, a=sqrt(5)), spec 4."""
+  bound = 1.0 / fan_in**0.5
+  return jax.random.uniform(key, shape, minval=-bound, maxval=bound)
 
 
 class SpectralConv(nnx.Module):
   """A conv with PyTorch's `spectral_norm` semantics (Miyato et al., 2018).
 
   The raw kernel (`weight_orig`) is the trained parameter; every call runs
-  one power iteration, stores the new u and divides the kernel by
-  sigma = u^T W v, with u and v held constant for the gradient. W is the
-  kernel viewed as [out, in * kh * kw] in PyTorch's order, so u matches a
-  PyTorch model's `weight_u` exactly.
+  one power iteration, stores the new u and divides the kernel by sigma.
+  W is the kernel viewed as [out, in * kh * kw] in PyTorch's order, so u
+  matches a PyTorch model's `weight_u` exactly.
   """
 
   def __init__(self, in_features: int, out_features: int, size: int, *,
                eps: float, rngs: nnx.Rngs):
-    # PyTorch's default conv init (kaiming-uniform, a=sqrt(5)); see spec 4.
-    init = jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-    self.kernel = nnx.Param(
-        init(rngs.params(), (size, size, in_features, out_features)))
+    self.kernel = nnx.Param(_uniform_fan_in(
+        rngs.params(), (size, size, in_features, out_features),
+        in_features * size * size))
     self.bias = nnx.Param(jnp.zeros((out_features,)))
     self.u = SpectralVector(
         _normalize(jax.random.normal(rngs.params(), (out_features,)), eps))
     self.eps = eps
 
-  def __call__(self, x_nhwc: Float[Array, "n h w cin"]
-               ) -> Float[Array, "n h2 w2 cout"]:
+  def sigmas(self, count: int) -> Float[Array, "count"]:
+    """Runs `count` power iterations in a row, as `count` successive
+    PyTorch forwards would, stores the last u, returns each step's sigma.
+    """
     kernel = self.kernel[...]
     w = jnp.transpose(kernel, (3, 2, 0, 1)).reshape(kernel.shape[-1], -1)
-    w_const = lax.stop_gradient(w)
-    v = _normalize(w_const.T @ self.u[...], self.eps)
-    u = _normalize(w_const @ v, self.eps)
-    self.u[...] = u
-    sigma = u @ (w @ v)
+    u, sigmas = self.u[...][None], []
+    for _ in range(count):
+      sigma, u = power_iteration(w[None], u, self.eps)
+      sigmas.append(sigma[0])
+    self.u[...] = u[0]
+    return jnp.stack(sigmas)
+
+  def __call__(self, x_nhwc: Float[Array, "n h w cin"]
+               ) -> Float[Array, "n h2 w2 cout"]:
+    """Sample b of the batch is what the b-th of n successive calls on
+    single samples gives: conv(x, W / sigma_b) = conv(x, W) / sigma_b.
+    """
+    sigmas = self.sigmas(x_nhwc.shape[0])
     y = lax.conv_general_dilated(
-        x_nhwc, kernel / sigma, (1, 1), "VALID", dimension_numbers=_NHWC)
-    return y + self.bias[...]
+        x_nhwc, self.kernel[...], (1, 1), "VALID", dimension_numbers=_NHWC)
+    return y / sigmas[:, None, None, None] + self.bias[...]
 
 
-def _bn_scale_init(key, shape, dtype=jnp.float32):
-  """BatchNorm gamma ~ N(1, 0.02), as the original's `weights_init_D`."""
-  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+class SpectralPointwiseStack(nnx.Module):
+  """n spectral-norm 1x1 convs of equal width, normalised together.
+
+  Layer l is `x @ kernel[l] / sigma[l] + bias[l]`, exactly as n separate
+  `SpectralConv`s; keeping them stacked lets one batched power iteration
+  serve all of them, which matters on CPU where each small op costs a
+  kernel launch.
+  """
+
+  def __init__(self, n: int, features: int, *, eps: float, rngs: nnx.Rngs):
+    self.kernel = nnx.Param(_uniform_fan_in(
+        rngs.params(), (n, features, features), features))  # [n, in, out]
+    self.bias = nnx.Param(jnp.zeros((n, features)))
+    self.u = SpectralVector(
+        _normalize(jax.random.normal(rngs.params(), (n, features)), eps))
+    self.eps = eps
+
+  def sigmas(self, count: int) -> Float[Array, "count n"]:
+    """`count` successive power iterations of every layer (see
+    `SpectralConv.sigmas`).
+    """
+    w = jnp.swapaxes(self.kernel[...], 1, 2)
+    u, sigmas = self.u[...], []
+    for _ in range(count):
+      sigma, u = power_iteration(w, u, self.eps)
+      sigmas.append(sigma)
+    self.u[...] = u
+    return jnp.stack(sigmas)
+
+
+class BatchNorm(nnx.Module):
+  """BatchNorm2d in training mode on a batch of one: statistics over the
+  spatial positions of each sample, biased variance.
+
+  The original never leaves training mode, so running averages are never
+  read; they are not kept. gamma ~ N(1, 0.02), beta = 0 (`weights_init_D`).
+  """
+
+  def __init__(self, features: int, *, eps: float, rngs: nnx.Rngs):
+    self.scale = nnx.Param(
+        1.0 + 0.02 * jax.random.normal(rngs.params(), (features,)))
+    self.bias = nnx.Param(jnp.zeros((features,)))
+    self.eps = eps
+
+  def __call__(self, x_nhwc: Float[Array, "n h w c"]
+               ) -> Float[Array, "n h w c"]:
+    axes = (1, 2)  # Per sample: each sample is its own batch of one.
+    centred = x_nhwc - jnp.mean(x_nhwc, axis=axes, keepdims=True)
+    variance = jnp.mean(jnp.square(centred), axis=axes, keepdims=True)
+    return centred * (lax.rsqrt(variance + self.eps) * self.scale[...]) + (
+        self.bias[...])
 
 
 class PatchDiscriminator(nnx.Module):
@@ -118,22 +196,27 @@ class PatchDiscriminator(nnx.Module):
     width, eps = config.d_chan, config.sn_epsilon
     self.first = SpectralConv(3, width, config.d_kernel_size, eps=eps,
                               rngs=rngs)
-    self.convs = nnx.List([
-        SpectralConv(width, width, 1, eps=eps, rngs=rngs)
-        for _ in range(config.d_n_layers - 2)
-    ])
+    self.pointwise = SpectralPointwiseStack(config.d_n_layers - 2, width,
+                                            eps=eps, rngs=rngs)
     self.norms = nnx.List([
-        nnx.BatchNorm(width, use_running_average=False, momentum=0.9,
-                      epsilon=config.bn_epsilon, scale_init=_bn_scale_init,
-                      rngs=rngs)
+        BatchNorm(width, eps=config.bn_epsilon, rngs=rngs)
         for _ in range(config.d_n_layers - 2)
     ])
     self.last = SpectralConv(width, 1, 1, eps=eps, rngs=rngs)
 
-  def __call__(self, patch_hwc: Float[Array, "h w 3"]
-               ) -> Float[Array, "h2 w2"]:
-    """Scores every 7x7 window of one patch: 1 = real, 0 = fake."""
-    x = self.first(patch_hwc[None])
-    for conv, norm in zip(self.convs, self.norms):
-      x = jax.nn.relu(norm(conv(x), use_running_average=False))
-    return jax.nn.sigmoid(self.last(x))[0, ..., 0]
+  def __call__(self, patches_bhwc: Float[Array, "b h w 3"]
+               ) -> Float[Array, "b h2 w2"]:
+    """Scores every 7x7 window: 1 = real, 0 = fake.
+
+    Patch b gets exactly what the b-th of b successive calls of the
+    original on that single patch gets (its own batch statistics and
+    spectral-norm step); batching them only saves work.
+    """
+    count = patches_bhwc.shape[0]
+    x = self.first(patches_bhwc)
+    sigmas = self.pointwise.sigmas(count)  # [b, layers]
+    kernels, biases = self.pointwise.kernel[...], self.pointwise.bias[...]
+    for layer, norm in enumerate(self.norms):
+      x = x @ kernels[layer] / sigmas[:, layer, None, None, None]
+      x = jax.nn.relu(norm(x + biases[layer]))
+    return jax.nn.sigmoid(self.last(x))[..., 0]

@@ -83,11 +83,11 @@ def generator_kernel(g_def: nnx.GraphDef, g_params: nnx.State
   return kernel_lib.extract_kernel(nnx.merge(g_def, g_params).conv_kernels())
 
 
-def _discriminate(d_def, d_params, d_stats, patch):
-  """D's score map and its updated state (u vectors, BatchNorm stats)."""
+def _discriminate(d_def, d_params, d_stats, patches):
+  """D's score maps and its updated spectral-norm state."""
   model = nnx.merge(d_def, d_params, d_stats, copy=True)
-  score = model(patch)
-  return score, nnx.state(model, nnx.Not(nnx.Param))
+  scores = model(patches)
+  return scores, nnx.state(model, nnx.Not(nnx.Param))
 
 
 def _crop(image, corner, size):
@@ -100,7 +100,7 @@ def _generator_loss(g_params, state, g_input, config, nets, mask):
   kernel = generator_kernel(nets.g_def, g_params)
   fake = kernel_lib.downscale_with_kernel(g_input, kernel)
   d_fake, d_stats = _discriminate(nets.d_def, state.d_params, state.d_stats,
-                                  fake)
+                                  fake[None])
   sched = state.schedule
   parts = {
       "loss_adversarial": losses.gan_loss(d_fake, is_real=True),
@@ -121,11 +121,15 @@ def _generator_loss(g_params, state, g_input, config, nets, mask):
 
 
 def _discriminator_loss(d_params, d_stats, real, fake, d_def):
-  """L_D = (L1(D(fake), 0) + L1(D(real), 1)) / 2 (spec 5.1)."""
-  d_real, d_stats = _discriminate(d_def, d_params, d_stats, real)
-  d_fake, d_stats = _discriminate(d_def, d_params, d_stats, fake)
-  loss = 0.5 * (losses.gan_loss(d_fake, is_real=False)
-                + losses.gan_loss(d_real, is_real=True))
+  """L_D = (L1(D(fake), 0) + L1(D(real), 1)) / 2 (spec 5.1).
+
+  D sees the real patch, then the fake, as the original's two calls; one
+  batch of two gives the same (see `PatchDiscriminator`).
+  """
+  scores, d_stats = _discriminate(d_def, d_params, d_stats,
+                                  jnp.stack([real, fake]))
+  loss = 0.5 * (losses.gan_loss(scores[1], is_real=False)
+                + losses.gan_loss(scores[0], is_real=True))
   return loss, d_stats
 
 

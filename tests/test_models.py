@@ -30,8 +30,8 @@ def test_shapes_and_generator_init_scale():
   d = models.PatchDiscriminator(CONFIG, rngs=nnx.Rngs(0))
   fake = g(jnp.ones((64, 64, 3)))
   assert fake.shape == (26, 26, 3)
-  score = d(jnp.zeros((26, 26, 3)))
-  assert score.shape == (20, 20)
+  score = d(jnp.zeros((1, 26, 26, 3)))
+  assert score.shape == (1, 20, 20)
   assert bool(jnp.all((score > 0) & (score < 1)))
   # Xavier-normal gain 0.1 stds of the spec (3): first and last layer.
   stds = [float(w.std()) for w in g.conv_kernels()]
@@ -74,7 +74,22 @@ def test_spectral_norm_matches_power_iteration_and_keeps_raw_weight():
 
 def test_discriminator_uses_batch_statistics():
   d = models.PatchDiscriminator(CONFIG, rngs=nnx.Rngs(0))
-  x = jax.random.normal(jax.random.key(2), (26, 26, 3))
+  x = jax.random.normal(jax.random.key(2), (1, 26, 26, 3))
   # Shifting the input by a constant changes nothing after the first BN
   # when statistics come from the batch (conv 1 is linear + bias).
   np.testing.assert_allclose(d(x), d(x + 0.5), atol=1e-4)
+
+
+def test_a_batch_equals_successive_single_calls():
+  graph, state = nnx.split(models.PatchDiscriminator(CONFIG,
+                                                     rngs=nnx.Rngs(3)))
+  real, fake = jax.random.normal(jax.random.key(4), (2, 1, 26, 26, 3))
+  one_by_one = nnx.merge(graph, state, copy=True)
+  expected = [one_by_one(real), one_by_one(fake)]
+  batched = nnx.merge(graph, state, copy=True)
+  scores = batched(jnp.concatenate([real, fake]))
+  np.testing.assert_allclose(scores[0], expected[0][0], rtol=1e-5)
+  np.testing.assert_allclose(scores[1], expected[1][0], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(nnx.state(one_by_one, models.SpectralVector)),
+                  jax.tree.leaves(nnx.state(batched, models.SpectralVector))):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
