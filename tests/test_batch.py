@@ -1,0 +1,172 @@
+"""Batched estimation: same keys and results as one image at a time, crops
+never touch padding, one compilation per shape, sharding changes nothing."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from kernelgan_jax import batch
+from kernelgan_jax import config as config_lib
+from kernelgan_jax import data as data_lib
+from kernelgan_jax import estimate
+from kernelgan_jax import train
+
+# The config (and the first image's shape) of tests/test_train.py, so the
+# single-image step compiled there or here is shared.
+CONFIG = config_lib.get_config(max_iters=6)
+SEEDS = (0, 1)
+LR = 2e-4
+# At G's ~1e-7 start Adam's update is sign-like: rounding differences of the
+# batched arithmetic flip a few tiny gradients, so weights agree to a
+# fraction of one Adam step per iteration (as in tests/test_train.py).
+WEIGHT_ATOL = CONFIG.max_iters * 2 * LR
+# The centre of mass of a kernel summing to ~0 is ill-conditioned; its loss
+# is weighted 0 this early, so it is left out of comparisons.
+COMPARED_LOSSES = ("loss_adversarial", "loss_bicubic", "loss_sum2one",
+                   "loss_discriminator", "loss_generator", "lambda_bicubic")
+
+
+def blocky_image(rng, rows, cols):
+  return np.kron(rng.random((rows // 4, cols // 4, 3)), np.ones((4, 4, 1)))
+
+
+@pytest.fixture(scope="module")
+def images():
+  rng = np.random.default_rng(0)
+  square = blocky_image(rng, 100, 100)  # Shaved 80x80.
+  wide = (blocky_image(rng, 92, 132) * 255).astype(np.uint8)  # 72x112.
+  return [square, wide]
+
+
+@pytest.fixture(scope="module")
+def trained(images):
+  """The jobs of both images and seeds, trained as one batch."""
+  jobs = [job for i, image in enumerate(images)
+          for job in batch.prepare_jobs(image, CONFIG, SEEDS, i)]
+  states, data = batch.stack_jobs(jobs)
+  states, history = batch.train_batch(states, data, CONFIG)
+  return jobs, states, history
+
+
+def _assert_losses_agree(history, reference):
+  for name in COMPARED_LOSSES:
+    # The first iteration sees identical weights: float agreement.
+    np.testing.assert_allclose(history[name][0], reference[name][0],
+                               rtol=1e-5)
+    np.testing.assert_allclose(history[name], reference[name], rtol=2e-2,
+                               atol=1e-5)
+
+
+def test_bucket_shape_rounds_up():
+  assert batch.bucket_shape(80, 112) == (128, 128)
+  assert batch.bucket_shape(64, 65) == (64, 128)
+  assert batch.bucket_shape(300, 192, bucket=32) == (320, 192)
+
+
+def test_jobs_use_estimate_kernel_keys_and_crops_avoid_padding(images):
+  jobs = [job for i, image in enumerate(images)
+          for job in batch.prepare_jobs(image, CONFIG, SEEDS, i)]
+  _, stacked = batch.stack_jobs(jobs)
+  assert stacked.image.shape == (4, 128, 128, 3)
+  for j, job in enumerate(jobs):
+    data_key, _ = jax.random.split(jax.random.key(job.seed))
+    reference = data_lib.prepare(
+        estimate.as_float_rgb(images[job.image_index]), CONFIG, data_key)
+    np.testing.assert_array_equal(job.data.g_corners, reference.g_corners)
+    np.testing.assert_array_equal(job.data.d_corners, reference.d_corners)
+    rows, cols = reference.image.shape[:2]
+    for corners, crop in ((stacked.g_corners[j], CONFIG.input_crop_size),
+                          (stacked.d_corners[j], CONFIG.g_output_size)):
+      assert int(corners[:, 0].max()) + crop <= rows
+      assert int(corners[:, 1].max()) + crop <= cols
+      assert int(corners.min()) >= 0
+    np.testing.assert_array_equal(stacked.image[j, :rows, :cols],
+                                  reference.image)
+    assert not np.any(stacked.image[j, rows:]) and not np.any(
+        stacked.image[j, :, cols:])
+
+
+@pytest.mark.parametrize("job_index", [0, 3])
+def test_batched_equals_single_image(trained, job_index):
+  jobs, states, history = trained
+  job = jobs[job_index]
+  _, init_key = batch.job_keys(job.seed)
+  single, single_history = train.train(train.init_state(init_key, CONFIG),
+                                       job.data, CONFIG)
+  _assert_losses_agree({k: v[:, job_index] for k, v in history.items()},
+                       single_history)
+  mine = jax.tree.map(lambda x: x[job_index], states)
+  for params in ("g_params", "d_params"):
+    for a, b in zip(jax.tree.leaves(getattr(mine, params)),
+                    jax.tree.leaves(getattr(single, params))):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                                 atol=WEIGHT_ATOL)
+  np.testing.assert_allclose(mine.schedule.lambda_bicubic,
+                             single.schedule.lambda_bicubic, rtol=1e-6)
+
+
+def test_estimate_kernels_returns_the_batch_results(images, trained):
+  jobs, states, history = trained
+  before = batch.batched_step(CONFIG)._cache_size()
+  # Same bucket shape and batch size: no new compilation.
+  results = batch.estimate_kernels(images[::-1], CONFIG, SEEDS)
+  assert batch.batched_step(CONFIG)._cache_size() == before == 1
+  assert [[e.seed for e in per_image] for per_image in results] == [
+      [0, 1], [0, 1]]
+  raw = batch.raw_kernels(states, CONFIG)
+  for j, job in enumerate(jobs):
+    result = results[1 - job.image_index][SEEDS.index(job.seed)]
+    np.testing.assert_allclose(result.raw_kernel, raw[j], rtol=1e-5,
+                               atol=1e-12)
+    np.testing.assert_allclose(result.history["loss_generator"],
+                               history["loss_generator"][:, j], rtol=1e-5)
+    assert result.raw_kernel.shape == (13, 13)
+    assert result.kernel_x4.shape == (2 * result.kernel_x2.shape[0] - 1,) * 2
+    assert result.history["loss_bicubic"].shape == (CONFIG.max_iters,)
+  # Different seeds of one image train differently.
+  assert not np.allclose(raw[0], raw[1])
+
+
+SHARDED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    import numpy as np
+    from kernelgan_jax import batch, config as config_lib
+    config = config_lib.get_config(max_iters={iters})
+    images = [np.load(p) for p in {paths!r}]
+    assert len(jax.local_devices()) == 4, jax.local_devices()
+    results = batch.estimate_kernels(images, config, {seeds!r})
+    print(json.dumps([[e.raw_kernel.tolist() for e in r] for r in results]))
+    print(json.dumps([[e.history["loss_bicubic"].tolist() for e in r]
+                      for r in results]))
+""")
+
+
+def test_sharded_over_four_devices_equals_one_device(images, trained,
+                                                     tmp_path):
+  paths = []
+  for i, image in enumerate(images):
+    paths.append(str(tmp_path / f"image{i}.npy"))
+    np.save(paths[-1], image)
+  script = SHARDED_SCRIPT.format(iters=CONFIG.max_iters, paths=paths,
+                                 seeds=SEEDS)
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                       capture_output=True, text=True).stdout.splitlines()
+  kernels, bicubic = json.loads(out[-2]), json.loads(out[-1])
+  assert len(jax.devices()) == 1  # This process is untouched.
+  jobs, states, history = trained
+  raw = batch.raw_kernels(states, CONFIG)
+  for j, job in enumerate(jobs):
+    s = SEEDS.index(job.seed)
+    np.testing.assert_allclose(bicubic[job.image_index][s],
+                               history["loss_bicubic"][:, j], rtol=1e-4)
+    np.testing.assert_allclose(kernels[job.image_index][s], raw[j], rtol=0,
+                               atol=0.5 * np.abs(raw[j]).max())
