@@ -36,11 +36,11 @@ def pad_to(kernel: np.ndarray, size: int) -> np.ndarray:
 
 
 def recentre(kernel: np.ndarray) -> np.ndarray:
-  """Normalises to sum 1 and shifts the centre of mass to its target."""
-  kernel = kernel / kernel.sum()
+  """Shifts the centre of mass to its target, then normalises to sum 1."""
   target = kernel_lib.center_of_mass_target(kernel.shape[0], SCALE)
   shift = target - np.array(ndimage.center_of_mass(kernel))
-  return ndimage.shift(kernel, shift, order=3, mode="constant")
+  shifted = ndimage.shift(kernel, shift, order=3, mode="constant")
+  return shifted / shifted.sum()
 
 
 def aligned(kernels: Sequence[np.ndarray]) -> np.ndarray:

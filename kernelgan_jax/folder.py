@@ -1,0 +1,185 @@
+"""A folder of images: batch by batch, one output folder per image.
+
+Each image gets `<output_dir>/<name>/` exactly as the single-image command
+line writes it (`io.check_writable`, `io.write_outputs`), written as soon as
+its batch finishes, so a long run can be stopped and restarted: images whose
+outputs are complete are skipped. An unreadable, too small or featureless
+file is reported and skipped; every other image still gets its kernel. With
+several seeds per image the seeds train together (`batch`) and their x2
+kernels are combined (`ensemble`); the log records every seed's kernel.
+"""
+
+import os
+import time
+import warnings
+from typing import Callable, Optional, Sequence
+
+from absl import logging
+import imageio.v3 as iio
+
+from kernelgan_jax import batch as batch_lib
+from kernelgan_jax import ensemble
+from kernelgan_jax import io
+from kernelgan_jax.config import Config
+from kernelgan_jax.data import ImageError
+from kernelgan_jax.train import ProgressFn
+
+Row = dict  # name, path, status ('ok', 'skipped', 'error'), message, ...
+PENDING = "pending"
+
+
+def outputs_complete(output_dir: str, name: str, x4: bool) -> bool:
+  """Whether every output file of `name` exists already."""
+  folder = os.path.join(output_dir, name)
+  return all(os.path.exists(os.path.join(folder, f))
+             for f in io.output_files(name, x4))
+
+
+def _image_area(path: str) -> int:
+  """Pixel count from the file's header (0 when unreadable), for sorting."""
+  try:
+    with warnings.catch_warnings():  # imageio's plugin probing warns.
+      warnings.simplefilter("ignore")
+      shape = iio.improps(path).shape
+    return int(shape[0]) * int(shape[1])
+  except Exception:  # pylint: disable=broad-except  # Reported when read.
+    return 0
+
+
+def plan(paths: Sequence[str], output_dir: str, config: Config,
+         overwrite: bool) -> list[Row]:
+  """A row per path: 'skipped' (done), 'error' (would clobber, duplicate
+  name) or pending."""
+  rows, seen = [], set()
+  for path in paths:
+    name = io.image_name(path)
+    row = {"name": name, "path": path, "status": PENDING, "message": ""}
+    if name in seen:
+      row.update(status="error", message="another input has this name")
+    elif not overwrite and outputs_complete(output_dir, name, config.x4):
+      row.update(status="skipped", message="outputs exist")
+    else:
+      try:
+        row["folder"] = io.check_writable(output_dir, name, config.x4,
+                                          overwrite)
+      except FileExistsError as error:
+        row.update(status="error", message=str(error))
+    seen.add(name)
+    rows.append(row)
+  return rows
+
+
+def _prepare(row: Row, config: Config, seeds: Sequence[int],
+             index: int) -> list[batch_lib.Job]:
+  """The row's jobs, or [] with the row marked as an error."""
+  try:
+    image = io.read_image(row["path"])
+    return batch_lib.prepare_jobs(image, config, seeds, image_index=index)
+  except (ImageError, OSError, ValueError) as error:
+    row.update(status="error", message=str(error))
+    logging.warning("skipping %s: %s", row["path"], error)
+    return []
+
+
+def _write(row: Row, estimates, config: Config, method: str,
+           seconds: float, batch_images: int) -> None:
+  """Combines the seeds and writes the row's folder; marks the row."""
+  estimate = ensemble.combine_estimates(estimates, method)
+  extra = {"image": row["path"], "seconds": round(seconds, 3),
+           "batch_images": batch_images}
+  if len(estimates) > 1:
+    extra.update(ensemble.ensemble_log(estimates, method))
+  try:
+    io.write_outputs(row["folder"], row["name"], estimate, config, extra)
+  except OSError as error:
+    row.update(status="error", message=str(error))
+    logging.warning("cannot write %s: %s", row["folder"], error)
+    return
+  row.update(status="ok", seconds=seconds,
+             kernel_size=int(estimate.kernel_x2.shape[0]))
+
+
+def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
+               method: str, bucket: int,
+               progress: Optional[Callable[[], Optional[ProgressFn]]]
+               ) -> None:
+  """Trains one batch and writes its images' outputs."""
+  start = time.perf_counter()
+  results = batch_lib.run_jobs(jobs, config, bucket=bucket,
+                               progress=progress() if progress else None)
+  seconds = time.perf_counter() - start
+  by_image = {}
+  for job, result in zip(jobs, results):
+    by_image.setdefault(job.image_index, []).append(result)
+  for index, estimates in by_image.items():
+    _write(rows[index], estimates, config, method, seconds, len(by_image))
+
+
+def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
+                    batch_size: int = 4, seeds: Sequence[int] = (0,),
+                    overwrite: bool = False,
+                    progress: Optional[Callable[[], Optional[ProgressFn]]]
+                    = None, *, method: str = "median",
+                    bucket: int = batch_lib.DEFAULT_BUCKET) -> list[Row]:
+  """Estimates the kernels of many images, `batch_size` images at a time.
+
+  Images are read when their batch is formed (one batch in memory at a
+  time), in order of size so that a batch's images share a bucket shape.
+
+  Args:
+    paths: image files.
+    output_dir: outputs go to `<output_dir>/<name>/`.
+    config: the run's settings (`config.x4` for the x4 kernel).
+    batch_size: images trained together (each with all its seeds).
+    seeds: seeds per image; several are combined with `method`.
+    overwrite: replace existing outputs; otherwise images with complete
+      outputs are skipped and partial ones reported.
+    progress: called once per batch, returns that batch's progress(done,
+      total, metrics) callback (e.g. `lambda: ProgressBar(sys.stderr)`).
+    method: how several seeds' kernels are combined (`ensemble.combine`).
+    bucket: image sides are padded up to multiples of this.
+
+  Returns:
+    One row per path, in input order: name, path, status ('ok',
+    'skipped', 'error'), message, and for 'ok' seconds (of its batch) and
+    kernel_size.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if method not in ensemble.METHODS:
+    raise ValueError(f"method must be one of {ensemble.METHODS}")
+  rows = plan(paths, output_dir, config, overwrite)
+  pending = sorted((i for i, r in enumerate(rows) if r["status"] == PENDING),
+                   key=lambda i: _image_area(rows[i]["path"]))
+  jobs, images_in_batch = [], 0
+  for index in pending:
+    new_jobs = _prepare(rows[index], config, seeds, index)
+    if new_jobs:
+      jobs += new_jobs
+      images_in_batch += 1
+    if images_in_batch == batch_size:
+      _run_batch(rows, jobs, config, method, bucket, progress)
+      jobs, images_in_batch = [], 0
+  if jobs:
+    _run_batch(rows, jobs, config, method, bucket, progress)
+  for row in rows:
+    row.pop("folder", None)
+  return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+  """A plain-text summary table of `estimate_folder`'s rows."""
+  lines = [f"{'image':<24} {'status':<8} {'kernel':>6} {'seconds':>8}  note"]
+  for row in rows:
+    size = row.get("kernel_size")
+    seconds = row.get("seconds")
+    lines.append(
+        f"{row['name'][:24]:<24} {row['status']:<8} "
+        f"{f'{size}x{size}' if size else '':>6} "
+        f"{f'{seconds:.1f}' if seconds is not None else '':>8}  "
+        f"{row['message']}")
+  counts = {s: sum(r["status"] == s for r in rows)
+            for s in ("ok", "skipped", "error")}
+  lines.append(f"{counts['ok']} estimated, {counts['skipped']} skipped "
+               f"(done), {counts['error']} failed")
+  return "\n".join(lines)
