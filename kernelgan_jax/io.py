@@ -24,9 +24,10 @@ from kernelgan_jax.estimate import KernelEstimate, as_float_rgb
 
 
 def read_image(path: str) -> np.ndarray:
-  """Reads an image file as float64 RGB in [0, 1].
+  """Reads an image file as float64 in [0, 1], channels as stored.
 
-  Gray and RGBA become RGB (alpha dropped), 16-bit is scaled by 65535.
+  8- and 16-bit integers are scaled by 255 / 65535; the shape is (H, W) for
+  gray, (H, W, C) otherwise. `estimate_kernel` makes it RGB itself.
 
   Raises:
     ImageError: for a missing path, a directory, or an unreadable file.
@@ -40,7 +41,10 @@ def read_image(path: str) -> np.ndarray:
   except Exception as error:  # imageio raises many types for bad files.
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
     raise ImageError(f"cannot read {path} as an image ({reason})") from None
-  return as_float_rgb(image)
+  as_float_rgb(image)  # Validates the shape.
+  if np.issubdtype(image.dtype, np.integer):
+    return image / float(np.iinfo(image.dtype).max)
+  return image.astype(np.float64)
 
 
 def image_name(path: str) -> str:
@@ -48,23 +52,24 @@ def image_name(path: str) -> str:
   return os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
 
 
-def output_files(name: str, x4: bool) -> list[str]:
+def output_files(name: str, x4: bool, sr: bool = False) -> list[str]:
   """The file names written for one image."""
   scales = ["x2", "x4"] if x4 else ["x2"]
   kernels = [f"{name}_kernel_{s}.{ext}" for s in scales for ext in ("mat",
                                                                      "npy")]
-  return kernels + [f"{name}_kernels.png", f"{name}_log.json"]
+  extras = [f"ZSSR_{name}.png"] if sr else []
+  return kernels + [f"{name}_kernels.png", f"{name}_log.json"] + extras
 
 
 def check_writable(output_dir: str, name: str, x4: bool,
-                   overwrite: bool) -> str:
+                   overwrite: bool, sr: bool = False) -> str:
   """The image's output folder; fails early if it would clobber outputs.
 
   Raises:
     FileExistsError: when outputs exist and `overwrite` is False.
   """
   folder = os.path.join(output_dir, name)
-  existing = [f for f in output_files(name, x4)
+  existing = [f for f in output_files(name, x4, sr)
               if os.path.exists(os.path.join(folder, f))]
   if existing and not overwrite:
     raise FileExistsError(
@@ -94,7 +99,8 @@ def _jsonable(history: dict[str, np.ndarray]) -> dict[str, list[float]]:
 
 
 def write_outputs(folder: str, name: str, estimate: KernelEstimate,
-                  config: Config, extra: dict) -> list[str]:
+                  config: Config, extra: dict,
+                  sr_image: np.ndarray | None = None) -> list[str]:
   """Writes all outputs of one image into `folder` (created if needed).
 
   Args:
@@ -103,6 +109,7 @@ def write_outputs(folder: str, name: str, estimate: KernelEstimate,
     estimate: what `estimate_kernel` returned.
     config: its settings (logged).
     extra: more entries for the JSON log (input path, timings).
+    sr_image: the ZSSR result in [0, 1], written as `ZSSR_<name>.png`.
 
   Returns:
     The paths written.
@@ -125,8 +132,11 @@ def write_outputs(folder: str, name: str, estimate: KernelEstimate,
                history=_jsonable(estimate.history))
     with open(os.path.join(staging, f"{name}_log.json"), "w") as f:
       json.dump(log, f)
+    if sr_image is not None:
+      iio.imwrite(os.path.join(staging, f"ZSSR_{name}.png"),
+                  np.round(255 * np.clip(sr_image, 0, 1)).astype(np.uint8))
     written = []
-    for file_name in output_files(name, config.x4):
+    for file_name in output_files(name, config.x4, sr_image is not None):
       target = os.path.join(folder, file_name)
       os.replace(os.path.join(staging, file_name), target)
       written.append(target)

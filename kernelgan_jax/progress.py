@@ -11,8 +11,12 @@ class ProgressBar:
   every tenth of the run.
   """
 
-  def __init__(self, stream: TextIO, width: int = 30):
+  def __init__(self, stream: TextIO, width: int = 30,
+               fields: dict[str, str] | None = None):
+    """Shows `fields` (metric key -> label) of the latest metrics."""
     self.stream, self.width = stream, width
+    self.fields = fields or {"loss_adversarial": "L_adv",
+                             "loss_bicubic": "L_bic"}
     self.start = time.perf_counter()
     self.interactive = stream.isatty()
     self.next_report = 0.0
@@ -26,10 +30,10 @@ class ProgressBar:
     rate = done / max(elapsed, 1e-9)
     filled = int(self.width * fraction)
     bar = "#" * filled + "." * (self.width - filled)
+    shown = "  ".join(f"{label} {metrics[key]:.4g}"
+                      for key, label in self.fields.items() if key in metrics)
     line = (f"[{bar}] {done}/{total} it  {rate:.0f} it/s  "
-            f"eta {(total - done) / max(rate, 1e-9):.0f} s  "
-            f"L_adv {metrics.get('loss_adversarial', 0):.3f}  "
-            f"L_bic {metrics.get('loss_bicubic', 0):.3f}")
+            f"eta {(total - done) / max(rate, 1e-9):.0f} s  {shown}")
     end = "\n" if not self.interactive or done == total else ""
     self.stream.write(("\r" if self.interactive else "") + line + end)
     self.stream.flush()

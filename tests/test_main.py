@@ -46,6 +46,16 @@ def test_end_to_end_writes_every_output(tmp_path):
   assert "--overwrite" in again.stderr
 
 
+def test_sr_writes_the_super_resolved_image(tmp_path):
+  gray = tmp_path / "gray.png"
+  iio.imwrite(gray, (iio.imread(EXAMPLE)[:100, :110, 1]))
+  result = _run(f"--image={gray}", f"--output_dir={tmp_path}", "--iters=3",
+                "--sr", "--sr_config=fast", "--sr_iters=3", "--quiet")
+  assert result.returncode == 0, result.stderr
+  sr = iio.imread(tmp_path / "gray" / "ZSSR_gray.png")
+  assert sr.shape == (200, 220)  # Gray in, gray out, x2.
+
+
 def _bad_inputs(tmp_path):
   text = tmp_path / "notes.png"
   text.write_text("not an image at all")
@@ -66,6 +76,7 @@ def _bad_inputs(tmp_path):
       ([f"--image={EXAMPLE}", "--seed=-3"], "--seed"),
       ([f"--image={EXAMPLE}", "--config=nope"], "unknown config"),
       ([f"--image={EXAMPLE}", "--x4=maybe"], "--x4"),
+      ([f"--image={EXAMPLE}", "--sr_config=slow"], "--sr_config"),
       ([], "--image"),
   ]
 
