@@ -14,8 +14,8 @@ stacked `GanState` and a stacked `TrainData`.
   elementwise maximum over the batch), so a folder compiles to few shapes
   and no crop ever reads padding.
 * Devices. The job axis is sharded over the local devices (`Mesh`,
-  `NamedSharding`, the step under `shard_map`), padding the batch with copies of its last job to a
-  multiple of the device count. Jobs are independent, so on several hosts
+  `NamedSharding`, the step under `shard_map`), padding the batch with
+  copies of its last job to a multiple of the device count. Jobs are independent, so on several hosts
   (after `jax.distributed.initialize()`) each process simply runs its own
   share of the images (`process_share`) on its local devices; nothing is
   exchanged between hosts.
@@ -242,11 +242,39 @@ def finish(raw: np.ndarray, history: dict[str, np.ndarray], seed: int,
       raw_kernel=raw, history=history, seed=seed)
 
 
+def default_strategy(backend: Optional[str] = None) -> str:
+  """'vmap' on GPU/TPU; 'sequential' on CPU, where XLA runs the vmapped
+  (grouped) convolutions about 4x slower per job than one job at a time
+  (benchmarks/results/batch-*).
+  """
+  backend = backend or jax.default_backend()
+  return "sequential" if backend == "cpu" else "vmap"
+
+
+def run_sequentially(jobs: Sequence[Job], config: Config, *,
+                     bucket: int = DEFAULT_BUCKET,
+                     loop: Optional[str] = None,
+                     progress: Optional[train_lib.ProgressFn] = None
+                     ) -> list[KernelEstimate]:
+  """The jobs one after another with `train.train`, images padded to the
+  batch's bucket shape so the single step compiles once per bucket."""
+  shape = batch_shape(jobs, bucket)
+  results = []
+  for job in jobs:
+    data = job.data._replace(image=pad_image(job.data.image, shape))
+    state, history = train_lib.train(job.state, data, config, loop=loop,
+                                     progress=progress)
+    raw = np.asarray(train_lib.generator_kernel(
+        train_lib.networks(config).g_def, state.g_params))
+    results.append(finish(raw, history, job.seed, config))
+  return results
+
+
 def run_jobs(jobs: Sequence[Job], config: Config, *,
              bucket: int = DEFAULT_BUCKET, loop: Optional[str] = None,
              devices: Optional[Sequence[jax.Device]] = None,
-             progress: Optional[train_lib.ProgressFn] = None
-             ) -> list[KernelEstimate]:
+             progress: Optional[train_lib.ProgressFn] = None,
+             strategy: str = "vmap") -> list[KernelEstimate]:
   """Trains `jobs` as one batch and returns their estimates, in job order.
 
   Args:
@@ -256,10 +284,18 @@ def run_jobs(jobs: Sequence[Job], config: Config, *,
     loop: 'python' or 'scan'; None picks the backend's faster one.
     devices: devices to shard the jobs over (default: all local ones).
     progress: progress(done, total, mean metrics).
+    strategy: 'vmap' (one program for all jobs) or 'sequential' (one job
+      at a time; faster on XLA:CPU, see `default_strategy`).
 
   Returns:
     One `KernelEstimate` per job.
   """
+  if strategy == "sequential":
+    return run_sequentially(jobs, config, bucket=bucket, loop=loop,
+                            progress=progress)
+  if strategy != "vmap":
+    raise ValueError(f"strategy must be 'vmap' or 'sequential', got "
+                     f"{strategy!r}")
   mesh = batch_mesh(devices)
   padded = pad_to_multiple(jobs, mesh.size)
   states, data = stack_jobs(padded, bucket)
@@ -279,7 +315,8 @@ def estimate_kernels(images: Sequence[np.ndarray],
                      seeds: Sequence[int] = (0,), *,
                      bucket: int = DEFAULT_BUCKET, loop: Optional[str] = None,
                      devices: Optional[Sequence[jax.Device]] = None,
-                     progress: Optional[train_lib.ProgressFn] = None
+                     progress: Optional[train_lib.ProgressFn] = None,
+                     strategy: str = "vmap"
                      ) -> list[list[KernelEstimate]]:
   """Estimates the kernels of several images, several seeds each, at once.
 
@@ -295,6 +332,7 @@ def estimate_kernels(images: Sequence[np.ndarray],
     loop: 'python' or 'scan'; None picks the backend's faster one.
     devices: devices to shard the runs over (default: all local ones).
     progress: progress(done, total, metrics averaged over the runs).
+    strategy: 'vmap' or 'sequential' (see `run_jobs`, `default_strategy`).
 
   Returns:
     estimates[i][s], a `KernelEstimate` per image and seed.
@@ -306,7 +344,7 @@ def estimate_kernels(images: Sequence[np.ndarray],
   jobs = [job for i, image in enumerate(images)
           for job in prepare_jobs(image, config, seeds, image_index=i)]
   results = run_jobs(jobs, config, bucket=bucket, loop=loop, devices=devices,
-                     progress=progress)
+                     progress=progress, strategy=strategy)
   per_image = [[] for _ in images]
   for job, result in zip(jobs, results):
     per_image[job.image_index].append(result)

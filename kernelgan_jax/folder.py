@@ -101,12 +101,13 @@ def _write(row: Row, estimates, config: Config, method: str,
 
 def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
                method: str, bucket: int,
-               progress: Optional[Callable[[], Optional[ProgressFn]]]
-               ) -> None:
+               progress: Optional[Callable[[], Optional[ProgressFn]]],
+               strategy: str) -> None:
   """Trains one batch and writes its images' outputs."""
   start = time.perf_counter()
   results = batch_lib.run_jobs(jobs, config, bucket=bucket,
-                               progress=progress() if progress else None)
+                               progress=progress() if progress else None,
+                               strategy=strategy)
   seconds = time.perf_counter() - start
   by_image = {}
   for job, result in zip(jobs, results):
@@ -120,7 +121,8 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
                     overwrite: bool = False,
                     progress: Optional[Callable[[], Optional[ProgressFn]]]
                     = None, *, method: str = "median",
-                    bucket: int = batch_lib.DEFAULT_BUCKET) -> list[Row]:
+                    bucket: int = batch_lib.DEFAULT_BUCKET,
+                    strategy: Optional[str] = None) -> list[Row]:
   """Estimates the kernels of many images, `batch_size` images at a time.
 
   Images are read when their batch is formed (one batch in memory at a
@@ -138,6 +140,8 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
       total, metrics) callback (e.g. `lambda: ProgressBar(sys.stderr)`).
     method: how several seeds' kernels are combined (`ensemble.combine`).
     bucket: image sides are padded up to multiples of this.
+    strategy: 'vmap' or 'sequential'; None picks the backend's faster one
+      (`batch.default_strategy`).
 
   Returns:
     One row per path, in input order: name, path, status ('ok',
@@ -148,6 +152,7 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if method not in ensemble.METHODS:
     raise ValueError(f"method must be one of {ensemble.METHODS}")
+  strategy = strategy or batch_lib.default_strategy()
   rows = plan(paths, output_dir, config, overwrite)
   pending = sorted((i for i, r in enumerate(rows) if r["status"] == PENDING),
                    key=lambda i: _image_area(rows[i]["path"]))
@@ -158,10 +163,10 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
       jobs += new_jobs
       images_in_batch += 1
     if images_in_batch == batch_size:
-      _run_batch(rows, jobs, config, method, bucket, progress)
+      _run_batch(rows, jobs, config, method, bucket, progress, strategy)
       jobs, images_in_batch = [], 0
   if jobs:
-    _run_batch(rows, jobs, config, method, bucket, progress)
+    _run_batch(rows, jobs, config, method, bucket, progress, strategy)
   for row in rows:
     row.pop("folder", None)
   return rows

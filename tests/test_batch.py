@@ -133,6 +133,17 @@ def test_estimate_kernels_returns_the_batch_results(images, trained):
   assert not np.allclose(raw[0], raw[1])
 
 
+def test_sequential_strategy_matches_the_batch(trained):
+  jobs, _, history = trained
+  results = batch.run_jobs(jobs[2:], CONFIG, strategy="sequential")
+  assert [r.seed for r in results] == [0, 1]
+  for j, result in enumerate(results, start=2):
+    _assert_losses_agree(result.history,
+                         {k: v[:, j] for k, v in history.items()})
+  with pytest.raises(ValueError, match="strategy"):
+    batch.run_jobs(jobs, CONFIG, strategy="threads")
+
+
 SHARDED_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax

@@ -42,7 +42,7 @@ def inputs(tmp_path_factory):
 def first_run(inputs, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("out"))
   rows = folder.estimate_folder(inputs, out, CONFIG, batch_size=2,
-                                seeds=SEEDS)
+                                seeds=SEEDS, strategy="vmap")
   return out, rows
 
 
