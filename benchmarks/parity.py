@@ -343,7 +343,9 @@ def compare(image_01: np.ndarray, g_corners: np.ndarray,
 
 def stepwise_compare(image_01: np.ndarray, g_corners: np.ndarray,
                      d_corners: np.ndarray, iters: int, seed: int = 0,
-                     g_scale: float = 1.0) -> Dict[str, Any]:
+                     g_scale: float = 1.0,
+                     torch_dtype: torch.dtype = torch.float32
+                     ) -> Dict[str, Any]:
   """Teacher-forced comparison: one half-step at a time from JAX's state.
 
   Before iteration t the torch model gets JAX's state t (weights, u, Adam
@@ -363,6 +365,8 @@ def stepwise_compare(image_01: np.ndarray, g_corners: np.ndarray,
     {key: max over t of the fraction of entries whose updated value differs
     by more than 10% of that tensor's largest step}, "u_abs" {u key: max
     abs diff}, and "pre_norm_biases" (the keys whose exact gradient is 0).
+    With `torch_dtype=torch.float64` the torch side is a high-precision
+    reference: its differences then measure the JAX side's float32 error.
   """
   # The config (and so the compiled step) is shared with a free-running
   # `compare` over all the corners given.
@@ -374,9 +378,9 @@ def stepwise_compare(image_01: np.ndarray, g_corners: np.ndarray,
     step_fn = train.jitted_step(config)  # Donates `state`: used up below.
   kernel_fn = jax.jit(functools.partial(
       train.generator_kernel, train.networks(config).g_def))
-  gan = tk.KernelGAN(seed=seed)
+  gan = tk.KernelGAN(seed=seed, dtype=torch_dtype)
   image_t = torch.from_numpy(
-      network_image(image_01).transpose(2, 0, 1)[None].copy())
+      network_image(image_01).transpose(2, 0, 1)[None].copy()).to(torch_dtype)
   report = {"loss_rel": {name: 0.0 for name in LOSS_PAIRS}, "kernel_rel": 0.0,
             "grad_rel": {}, "sq_grad_rel": {}, "flip_fraction": {},
             "u_abs": {}, "pre_norm_biases": PRE_NORM_BIASES}
@@ -430,7 +434,8 @@ def _forced_torch_step(gan: tk.KernelGAN, iteration: int,
   torch_g = [conv.weight.detach().clone() for conv in gan.generator.convs]
   with torch.no_grad():
     for i, conv in enumerate(gan.generator.convs):
-      conv.weight.copy_(torch.from_numpy(jax_after[f"G/conv{i}/weight"]))
+      conv.weight.copy_(torch.from_numpy(jax_after[f"G/conv{i}/weight"]).to(
+          conv.weight.dtype))
   d_terms = gan.train_d(g_input, d_input, fake_noise_std=0.0)
   with torch.no_grad():
     for conv, weight in zip(gan.generator.convs, torch_g):
@@ -495,6 +500,8 @@ def main(argv: Optional[list] = None) -> None:
   parser.add_argument("--threads", type=int, default=None)
   parser.add_argument("--g_scale", type=float, default=1.0,
                       help="factor on G's initial weights (10 = gain 1)")
+  parser.add_argument("--torch_float64", action="store_true",
+                      help="stepwise: float64 torch as the precise reference")
   parser.add_argument("--exact_bn_variance", action="store_true",
                       help="diagnostic: patch Flax BatchNorm to two-pass")
   args = parser.parse_args(argv)
@@ -514,7 +521,9 @@ def _report(args: argparse.Namespace) -> None:
   image, g_corners, d_corners = default_inputs(n, args.size, args.seed)
   if args.stepwise_iters:
     report = stepwise_compare(image, g_corners, d_corners,
-                              args.stepwise_iters, args.seed, args.g_scale)
+                              args.stepwise_iters, args.seed, args.g_scale,
+                              torch.float64 if args.torch_float64
+                              else torch.float32)
     print(format_stepwise(report, args.stepwise_iters))
   if args.iters:
     report = compare(image, g_corners, d_corners, args.iters, args.seed,

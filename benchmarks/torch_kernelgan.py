@@ -320,30 +320,33 @@ class KernelGAN:
     seed: torch seed for the weight init and the fake noise; None = unseeded.
     lr: initial learning rate of both optimisers.
     betas: Adam betas of both optimisers.
+    dtype: float dtype of the networks and constants (float64 gives a
+      high-precision reference for parity checks; the original is float32).
   """
 
   def __init__(self, device: Any = "cpu", seed: Optional[int] = None,
-               lr: float = 2e-4, betas: Tuple[float, float] = (0.5, 0.999)):
+               lr: float = 2e-4, betas: Tuple[float, float] = (0.5, 0.999),
+               dtype: torch.dtype = torch.float32):
     self.device = torch.device(device)
+    self.dtype = dtype
     if seed is not None:
       torch.manual_seed(seed)
     self.generator = Generator()
     self.discriminator = Discriminator()
     init_generator(self.generator)
     init_discriminator(self.discriminator)
-    self.generator.to(self.device).train()
-    self.discriminator.to(self.device).train()
+    self.generator.to(self.device, dtype).train()
+    self.discriminator.to(self.device, dtype).train()
     self.lr = lr
     self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr,
                                   betas=betas)
     self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr,
                                   betas=betas)
     self.learner = Learner()
-    bicubic = torch.tensor(bicubic_kernel_2d(), dtype=torch.float32)
+    bicubic = torch.tensor(bicubic_kernel_2d(), dtype=dtype)
     self.bicubic_weight = bicubic.expand(3, 3, 8, 8).contiguous().to(
         self.device)
-    self.mask = torch.tensor(penalty_mask(), dtype=torch.float32,
-                             device=self.device)
+    self.mask = torch.tensor(penalty_mask(), dtype=dtype, device=self.device)
     self.noise_generator = torch.Generator(device=self.device)
     if seed is not None:
       self.noise_generator.manual_seed(seed + 1)
