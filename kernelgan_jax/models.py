@@ -177,12 +177,20 @@ class BatchNorm(nnx.Module):
     self.bias = nnx.Param(jnp.zeros((features,)))
     self.eps = eps
 
-  def __call__(self, x_nhwc: Float[Array, "n h w c"]
+  def __call__(self, x_nhwc: Float[Array, "n h w c"],
+               divisor_n: Float[Array, "n"] | None = None
                ) -> Float[Array, "n h w c"]:
+    """Normalises x, or x / divisor per sample when a divisor is given.
+
+    BN(x / d) = (x - mean) * rsqrt(var + eps * d^2) exactly, which spares
+    dividing the whole activation by a spectral norm's sigma.
+    """
     axes = (1, 2)  # Per sample: each sample is its own batch of one.
     centred = x_nhwc - jnp.mean(x_nhwc, axis=axes, keepdims=True)
     variance = jnp.mean(jnp.square(centred), axis=axes, keepdims=True)
-    return centred * (lax.rsqrt(variance + self.eps) * self.scale[...]) + (
+    eps = self.eps if divisor_n is None else (
+        self.eps * jnp.square(divisor_n)[:, None, None, None])
+    return centred * (lax.rsqrt(variance + eps) * self.scale[...]) + (
         self.bias[...])
 
 
@@ -215,8 +223,9 @@ class PatchDiscriminator(nnx.Module):
     count = patches_bhwc.shape[0]
     x = self.first(patches_bhwc)
     sigmas = self.pointwise.sigmas(count)  # [b, layers]
-    kernels, biases = self.pointwise.kernel[...], self.pointwise.bias[...]
+    # Each 1x1 conv is followed by BatchNorm, which removes its bias exactly
+    # (in the original too: its gradient is 0) and absorbs its 1 / sigma.
+    kernels = self.pointwise.kernel[...]
     for layer, norm in enumerate(self.norms):
-      x = x @ kernels[layer] / sigmas[:, layer, None, None, None]
-      x = jax.nn.relu(norm(x + biases[layer]))
+      x = jax.nn.relu(norm(x @ kernels[layer], sigmas[:, layer]))
     return jax.nn.sigmoid(self.last(x))[..., 0]
