@@ -22,10 +22,12 @@ same crop corners with all noise disabled. Two comparisons:
   conditioned and the final kernels agree to ~1e-3 relative after 30
   iterations.
 
-Finding: Flax's BatchNorm defaults to `use_fast_variance=True`
-(var = E[x^2] - E[x]^2); in D this cancels in float32 and makes D's
-gradients differ from PyTorch's by up to ~1e-2 relative (1e-5 with the
-two-pass variance). See `uses_fast_variance` and `exact_batchnorm_variance`.
+Finding (fixed in kernelgan_jax since): Flax's BatchNorm defaults to
+`use_fast_variance=True` (var = E[x^2] - E[x]^2); in D this cancels in
+float32 and made D's gradients differ from PyTorch's (and from float64) by
+up to ~1e-2 relative instead of ~1e-5. `uses_fast_variance` and
+`exact_batchnorm_variance` remain as diagnostics; `stepwise_compare` with
+`torch_dtype=torch.float64` tells which side carries such an error.
 
 Layouts: JAX conv kernels are HWIO, PyTorch's OIHW; spectral norm views a
 kernel as [out, in*kh*kw] in PyTorch order on both sides, so u vectors copy
