@@ -4,9 +4,10 @@ Bell-Kligler, Shocher & Irani, "Blind Super-Resolution Kernel Estimation
 using an Internal-GAN", NeurIPS 2019.
 """
 
+from kernelgan_jax.batch import estimate_kernels
 from kernelgan_jax.config import Config, get_config
 from kernelgan_jax.estimate import KernelEstimate, estimate_kernel
 from kernelgan_jax.kernel import extract_kernel
 
-__all__ = ["Config", "KernelEstimate", "estimate_kernel", "extract_kernel",
-           "get_config"]
+__all__ = ["Config", "KernelEstimate", "estimate_kernel", "estimate_kernels",
+           "extract_kernel", "get_config"]

@@ -1,6 +1,7 @@
-r"""Command line: estimate the SR kernel of one image.
+r"""Command line: estimate the SR kernels of one image or of many.
 
   python -m kernelgan_jax.main --image=x.png [--output_dir=results] [--x4]
+  python -m kernelgan_jax.main --images='photos/*.png' [--batch_size=4]
 
 Writes `<output_dir>/<name>/<name>_kernel_x2.mat` (variable `Kernel`) and
 `.npy`, the x4 kernel with --x4, a PNG picture, a JSON log, and with --sr
@@ -9,6 +10,7 @@ stderr and exit status 1.
 """
 
 import dataclasses
+import glob
 import os
 import sys
 import time
@@ -19,6 +21,7 @@ from absl import logging
 import jax
 
 from kernelgan_jax import config as config_lib
+from kernelgan_jax import folder as folder_lib
 from kernelgan_jax import io
 from kernelgan_jax import zssr
 from kernelgan_jax.data import ImageError
@@ -26,6 +29,16 @@ from kernelgan_jax.estimate import estimate_kernel
 from kernelgan_jax.progress import ProgressBar
 
 _IMAGE = flags.DEFINE_string("image", None, "Input LR image file.")
+_IMAGES = flags.DEFINE_string(
+    "images", None, "Many images: a glob pattern such as 'dir/*.png'.")
+_INPUT_DIR = flags.DEFINE_string(
+    "input_dir", None, "Many images: every file in this folder.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 4, "Many images: how many are estimated together.",
+    lower_bound=1)
+_SEEDS = flags.DEFINE_integer(
+    "seeds", 1, "Runs per image (seeds seed, seed+1, ...); several are "
+    "combined by a centre-aligned median.", lower_bound=1)
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "results", "Root folder; outputs go to <output_dir>/<name>.")
 _X4 = flags.DEFINE_bool("x4", False, "Also write the analytic x4 kernel.")
@@ -61,7 +74,6 @@ _NOISE_SCALE = flags.DEFINE_float(
     "noise_scale", 1.0, "With --real --sr: scales ZSSR's noise on its LR "
     "training inputs.", lower_bound=0.0)
 
-flags.mark_flag_as_required("image")
 
 
 def _fail(message: str) -> None:
@@ -85,10 +97,71 @@ def _super_resolve(image, estimate, config):
       config=sr_config, seed=_SEED.value, progress=progress)
 
 
+def _estimate_one(config: config_lib.Config) -> None:
+  """--image: one image, optionally super-resolved."""
+  image = io.read_image(_IMAGE.value)
+  name = io.image_name(_IMAGE.value)
+  folder = io.check_writable(_OUTPUT_DIR.value, name, config.x4,
+                             _OVERWRITE.value, _SR.value)
+  start = time.perf_counter()
+  progress = None if _QUIET.value else ProgressBar(sys.stderr)
+  estimate = estimate_kernel(image, config, _SEED.value, progress=progress)
+  seconds = time.perf_counter() - start
+  sr_image = _super_resolve(image, estimate, config) if _SR.value else None
+  written = io.write_outputs(folder, name, estimate, config, {
+      "image": _IMAGE.value, "seconds": round(seconds, 3),
+      "seconds_total": round(time.perf_counter() - start, 3)}, sr_image)
+  print(f"kernel estimated in {seconds:.1f} s; wrote {len(written)} files "
+        f"to {folder}")
+
+
+def _input_paths() -> list[str]:
+  """The files named by --images, --input_dir or a multi-seed --image."""
+  if _IMAGE.value:
+    return [_IMAGE.value]
+  if _IMAGES.value:
+    paths = sorted(p for p in glob.glob(os.path.expanduser(_IMAGES.value))
+                   if os.path.isfile(p))
+    if not paths:
+      raise ValueError(f"--images={_IMAGES.value} matches no file")
+    return paths
+  if not os.path.isdir(_INPUT_DIR.value):
+    raise ValueError(f"--input_dir={_INPUT_DIR.value} is not a folder")
+  paths = sorted(os.path.join(_INPUT_DIR.value, f)
+                 for f in os.listdir(_INPUT_DIR.value)
+                 if not f.startswith("."))
+  paths = [p for p in paths if os.path.isfile(p)]
+  if not paths:
+    raise ValueError(f"--input_dir={_INPUT_DIR.value} holds no file")
+  return paths
+
+
+def _estimate_many(config: config_lib.Config) -> None:
+  """--images / --input_dir (or several seeds): batch by batch, skipping
+  unreadable files and finished images; a summary table at the end.
+  """
+  if _SR.value:
+    raise ValueError("--sr works with a single --image and one seed")
+  rows = folder_lib.estimate_folder(
+      _input_paths(), _OUTPUT_DIR.value, config,
+      batch_size=_BATCH_SIZE.value,
+      seeds=range(_SEED.value, _SEED.value + _SEEDS.value),
+      overwrite=_OVERWRITE.value,
+      progress=None if _QUIET.value else (lambda: ProgressBar(sys.stderr)))
+  print(folder_lib.format_table(rows))
+  failed = [r for r in rows if r["status"] == "error"]
+  if failed:
+    _fail(f"{len(failed)} of {len(rows)} images failed (see the table)")
+
+
 def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # Hide JAX's backend probing.
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  given = [v for v in (_IMAGE.value, _IMAGES.value, _INPUT_DIR.value) if v]
+  if len(given) != 1:
+    _fail("give exactly one of --image=FILE, --images=PATTERN or "
+          "--input_dir=FOLDER")
   if _CACHE_DIR.value:
     jax.config.update("jax_compilation_cache_dir",
                       os.path.expanduser(_CACHE_DIR.value))
@@ -98,22 +171,12 @@ def main(argv: list[str]) -> None:
     overrides["max_iters"] = _ITERS.value
   try:
     config = config_lib.get_config(_CONFIG.value, **overrides)
-    image = io.read_image(_IMAGE.value)
-    name = io.image_name(_IMAGE.value)
-    folder = io.check_writable(_OUTPUT_DIR.value, name, config.x4,
-                               _OVERWRITE.value, _SR.value)
-    start = time.perf_counter()
-    progress = None if _QUIET.value else ProgressBar(sys.stderr)
-    estimate = estimate_kernel(image, config, _SEED.value, progress=progress)
-    seconds = time.perf_counter() - start
-    sr_image = _super_resolve(image, estimate, config) if _SR.value else None
-    written = io.write_outputs(folder, name, estimate, config, {
-        "image": _IMAGE.value, "seconds": round(seconds, 3),
-        "seconds_total": round(time.perf_counter() - start, 3)}, sr_image)
+    if _IMAGE.value and _SEEDS.value == 1:
+      _estimate_one(config)
+    else:
+      _estimate_many(config)
   except (ImageError, ValueError, FileExistsError, OSError) as error:
     _fail(str(error))
-  print(f"kernel estimated in {seconds:.1f} s; wrote {len(written)} files to "
-        f"{folder}")
 
 
 def run() -> None:

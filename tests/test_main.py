@@ -56,6 +56,26 @@ def test_sr_writes_the_super_resolved_image(tmp_path):
   assert sr.shape == (200, 220)  # Gray in, gray out, x2.
 
 
+def test_many_images_skip_bad_files_and_finished_ones(tmp_path):
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  for name in ("a", "b"):
+    (photos / f"{name}.png").write_bytes(open(EXAMPLE, "rb").read())
+  (photos / "broken.png").write_text("not an image")
+  out = tmp_path / "out"
+  args = (f"--images={photos}/*.png", f"--output_dir={out}", "--iters=3",
+          "--batch_size=2", "--quiet")
+  first = _run(*args)
+  assert first.returncode == 1  # One file failed ...
+  assert "broken" in first.stdout and "1 failed" in first.stdout
+  for name in ("a", "b"):  # ... every other image got its kernel.
+    assert (out / name / f"{name}_kernel_x2.mat").exists()
+  (photos / "broken.png").unlink()
+  again = _run(*args)
+  assert again.returncode == 0, again.stderr
+  assert "2 skipped" in again.stdout
+
+
 def _bad_inputs(tmp_path):
   text = tmp_path / "notes.png"
   text.write_text("not an image at all")
@@ -78,6 +98,9 @@ def _bad_inputs(tmp_path):
       ([f"--image={EXAMPLE}", "--x4=maybe"], "--x4"),
       ([f"--image={EXAMPLE}", "--sr_config=slow"], "--sr_config"),
       ([], "--image"),
+      ([f"--image={EXAMPLE}", f"--input_dir={tmp_path}"], "exactly one"),
+      ([f"--input_dir={tmp_path}/none"], "is not a folder"),
+      ([f"--images={tmp_path}/*.tif"], "matches no file"),
   ]
 
 
