@@ -103,14 +103,9 @@ def main(argv: Sequence[str]) -> None:
       print(json.dumps(row), flush=True)
   meta = dict(machine.describe(), set=_SET_DIR.value, iters=_ITERS.value,
               seeds=_SEEDS.value)
-  os.makedirs(_OUT.value, exist_ok=True)
-  stem = os.path.join(_OUT.value,
-                      f"accuracy-{meta['device']}-{meta['date']}")
-  with open(stem + ".json", "w") as f:
-    json.dump({"meta": meta, "rows": rows}, f, indent=1)
-  with open(stem + ".md", "w") as f:
-    f.write(markdown(rows, meta))
-  print(markdown(rows, meta))
+  machine.save_results(
+      _OUT.value, f"accuracy-{meta['device']}-{meta['date']}",
+      meta, rows, markdown(rows, meta))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 import jax
 
+from benchmarks import machine
 from kernelgan_jax import batch
 from kernelgan_jax import io
 from kernelgan_jax.config import get_config
@@ -140,13 +141,9 @@ def main(argv: Sequence[str]) -> None:
           "full_iters": _FULL_ITERS.value,
           "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
           "date": datetime.date.today().isoformat()}
-  os.makedirs(_OUT.value, exist_ok=True)
-  stem = os.path.join(_OUT.value, f"batch-{meta['device']}-{meta['date']}")
-  with open(stem + ".json", "w") as f:
-    json.dump({"meta": meta, "rows": rows}, f, indent=1)
-  with open(stem + ".md", "w") as f:
-    f.write(markdown(rows, meta))
-  print(markdown(rows, meta))
+  machine.save_results(
+      _OUT.value, f"batch-{meta['device']}-{meta['date']}",
+      meta, rows, markdown(rows, meta))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from absl import flags
 import jax
 import numpy as np
 
+from benchmarks import machine
 from kernelgan_jax import batch
 from kernelgan_jax import div2krk
 from kernelgan_jax import ensemble
@@ -117,13 +118,9 @@ def main(argv: Sequence[str]) -> None:
           "processor": platform.processor() or platform.machine(),
           "jax": jax.__version__,
           "date": datetime.date.today().isoformat()}
-  os.makedirs(_OUT.value, exist_ok=True)
-  stem = os.path.join(_OUT.value, f"ensemble-{meta['device']}-{meta['date']}")
-  with open(stem + ".json", "w") as f:
-    json.dump({"meta": meta, "rows": rows}, f, indent=1)
-  with open(stem + ".md", "w") as f:
-    f.write(markdown(rows, meta))
-  print(markdown(rows, meta))
+  machine.save_results(
+      _OUT.value, f"ensemble-{meta['device']}-{meta['date']}",
+      meta, rows, markdown(rows, meta))
 
 
 if __name__ == "__main__":

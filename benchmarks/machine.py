@@ -1,6 +1,7 @@
-"""Names the machine a benchmark figure comes from."""
+"""Names the machine a benchmark figure comes from, and records figures."""
 
 import datetime
+import json
 import os
 import platform
 
@@ -38,3 +39,18 @@ def _cpu_model() -> str:
   except OSError:
     pass
   return platform.processor() or platform.machine()
+
+
+def save_results(results_dir: str, stem: str, meta: dict, rows: list,
+                 table: str) -> str:
+  """Writes <results_dir>/<stem>.json ({meta, rows}) and .md (`table`),
+  prints the table, and returns the path without extension.
+  """
+  os.makedirs(results_dir, exist_ok=True)
+  path = os.path.join(results_dir, stem)
+  with open(path + ".json", "w") as f:
+    json.dump({"meta": meta, "rows": rows}, f, indent=1)
+  with open(path + ".md", "w") as f:
+    f.write(table)
+  print(table)
+  return path

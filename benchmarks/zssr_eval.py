@@ -187,14 +187,9 @@ def main(argv: Sequence[str]) -> None:
               zssr_crop=config.crop_size,
               kernelgan_iters=_KERNELGAN_ITERS.value, seed=_SEED.value,
               methods=_METHODS.value)
-  os.makedirs(_OUT.value, exist_ok=True)
-  stem = os.path.join(_OUT.value, f"zssr-{_PRESET.value}-x{scale}-"
-                      f"{meta['device']}-{meta['date']}")
-  with open(stem + ".json", "w") as f:
-    json.dump({"meta": meta, "rows": rows}, f, indent=1)
-  with open(stem + ".md", "w") as f:
-    f.write(markdown(rows, meta))
-  print(markdown(rows, meta))
+  machine.save_results(
+      _OUT.value, f"zssr-{_PRESET.value}-x{scale}-{meta['device']}-"
+      f"{meta['date']}", meta, rows, markdown(rows, meta))
 
 
 if __name__ == "__main__":

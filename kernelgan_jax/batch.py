@@ -202,27 +202,10 @@ def train_batch(states: GanState, data: TrainData, config: Config, *,
   Returns:
     The final states and the metrics as numpy arrays of shape (iters, jobs).
   """
-  loop = loop or train_lib.default_loop()
-  if loop not in ("python", "scan"):
-    raise ValueError(f"loop must be 'python' or 'scan', got {loop!r}")
-  total, done, history = config.max_iters, 0, []
-  while done < total:
-    length = min(chunk, total - done)
-    if loop == "scan":
-      states, metrics = batched_chunk(config, length, mesh)(states, data)
-    else:
-      per_step = []
-      for _ in range(length):
-        states, m = batched_step(config, mesh)(states, data)
-        per_step.append(m)
-      metrics = stack_trees(per_step)
-    history.append(jax.device_get(metrics))
-    done += length
-    if progress is not None:
-      progress(done, total, {k: float(np.mean(v[-1]))
-                             for k, v in history[-1].items()})
-  return states, {k: np.concatenate([h[k] for h in history])
-                  for k in history[0]}
+  return train_lib.drive(
+      states, data, config.max_iters, batched_step(config, mesh),
+      lambda length: batched_chunk(config, length, mesh), loop=loop,
+      chunk=chunk, progress=progress)
 
 
 def raw_kernels(states: GanState, config: Config) -> np.ndarray:

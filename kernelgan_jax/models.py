@@ -84,6 +84,21 @@ def power_iteration(w_noi: Float[Array, "n o i"], u_no: Float[Array, "n o"],
   return sigma, u
 
 
+def successive_power_iterations(w_noi: Float[Array, "n o i"],
+                                u_no: Float[Array, "n o"], count: int,
+                                eps: float
+                                ) -> tuple[Float[Array, "count n"],
+                                           Float[Array, "n o"]]:
+  """`count` power iterations in a row, as `count` successive PyTorch
+  forwards run them: each step's sigmas, and the last u.
+  """
+  sigmas = []
+  for _ in range(count):
+    sigma, u_no = power_iteration(w_noi, u_no, eps)
+    sigmas.append(sigma)
+  return jnp.stack(sigmas), u_no
+
+
 def _patches(x_nhwc: Float[Array, "n h w c"], size: int
              ) -> Float[Array, "n h2 w2 k"]:
   """Every size x size window of x as one vector, in HWIO kernel order.
@@ -128,12 +143,10 @@ class SpectralConv(nnx.Module):
     """
     kernel = self.kernel[...]
     w = jnp.transpose(kernel, (3, 2, 0, 1)).reshape(kernel.shape[-1], -1)
-    u, sigmas = self.u[...][None], []
-    for _ in range(count):
-      sigma, u = power_iteration(w[None], u, self.eps)
-      sigmas.append(sigma[0])
+    sigmas, u = successive_power_iterations(w[None], self.u[...][None],
+                                            count, self.eps)
     self.u[...] = u[0]
-    return jnp.stack(sigmas)
+    return sigmas[:, 0]
 
   def __call__(self, x_nhwc: Float[Array, "n h w cin"]
                ) -> Float[Array, "n h2 w2 cout"]:
@@ -150,10 +163,10 @@ class SpectralConv(nnx.Module):
 class SpectralPointwiseStack(nnx.Module):
   """n spectral-norm 1x1 convs of equal width, normalised together.
 
-  Layer l is `x @ kernel[l] / sigma[l] + bias[l]`, exactly as n separate
-  `SpectralConv`s; keeping them stacked lets one batched power iteration
-  serve all of them, which matters on CPU where each small op costs a
-  kernel launch.
+  Layer l is `x @ kernel[l] / sigma[l] + bias[l]` (applied by the
+  discriminator), exactly as n separate `SpectralConv`s; keeping them
+  stacked lets one batched power iteration serve all of them, which matters
+  on CPU where each small op costs a kernel launch.
   """
 
   def __init__(self, n: int, features: int, *, eps: float, rngs: nnx.Rngs):
@@ -168,13 +181,10 @@ class SpectralPointwiseStack(nnx.Module):
     """`count` successive power iterations of every layer (see
     `SpectralConv.sigmas`).
     """
-    w = jnp.swapaxes(self.kernel[...], 1, 2)
-    u, sigmas = self.u[...], []
-    for _ in range(count):
-      sigma, u = power_iteration(w, u, self.eps)
-      sigmas.append(sigma)
+    sigmas, u = successive_power_iterations(
+        jnp.swapaxes(self.kernel[...], 1, 2), self.u[...], count, self.eps)
     self.u[...] = u
-    return jnp.stack(sigmas)
+    return sigmas
 
 
 class BatchNorm(nnx.Module):

@@ -203,6 +203,51 @@ def default_loop(backend: str | None = None) -> str:
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
+def drive(state, data, total: int, step: StepFn,
+          chunk_of: Callable[[int], StepFn], *, loop: str | None = None,
+          chunk: int = 50, progress: ProgressFn | None = None):
+  """Runs `total` iterations of a jitted step (or of its scanned chunks).
+
+  Shared by `train` and the batched trainer. Metrics come back to the host
+  once per chunk; `progress` sees their last values (averaged over any
+  leading batch axis).
+
+  Args:
+    state: the (possibly stacked) training state.
+    data: the matching (possibly stacked) `TrainData`.
+    total: iterations to run.
+    step: the jitted step, (state, data) -> (state, metrics).
+    chunk_of: length -> a jitted `lax.scan` of that many steps.
+    loop: 'python' or 'scan'; None picks the backend's faster one.
+    chunk: iterations between host syncs.
+    progress: progress(done, total, last_metrics) after each chunk.
+
+  Returns:
+    The final state and the per-iteration metrics as numpy arrays.
+  """
+  loop = loop or default_loop()
+  if loop not in ("python", "scan"):
+    raise ValueError(f"loop must be 'python' or 'scan', got {loop!r}")
+  done, history = 0, []
+  while done < total:
+    length = min(chunk, total - done)
+    if loop == "scan":
+      state, metrics = chunk_of(length)(state, data)
+    else:
+      per_step = []
+      for _ in range(length):
+        state, m = step(state, data)
+        per_step.append(m)
+      metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
+    history.append(jax.device_get(metrics))
+    done += length
+    if progress is not None:
+      progress(done, total, {k: float(np.mean(v[-1]))
+                             for k, v in history[-1].items()})
+  return state, {k: np.concatenate([h[k] for h in history])
+                 for k in history[0]}
+
+
 def train(state: GanState, data: TrainData, config: Config, *,
           loop: str | None = None, chunk: int = 50,
           progress: ProgressFn | None = None
@@ -221,25 +266,6 @@ def train(state: GanState, data: TrainData, config: Config, *,
   Returns:
     The final state and the per-iteration metrics as numpy arrays.
   """
-  loop = loop or default_loop()
-  if loop not in ("python", "scan"):
-    raise ValueError(f"loop must be 'python' or 'scan', got {loop!r}")
-  total, done, history = config.max_iters, 0, []
-  while done < total:
-    length = min(chunk, total - done)
-    if loop == "scan":
-      state, metrics = jitted_chunk(config, length)(state, data)
-    else:
-      step = jitted_step(config)
-      per_step = []
-      for _ in range(length):
-        state, m = step(state, data)
-        per_step.append(m)
-      metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
-    history.append(jax.device_get(metrics))
-    done += length
-    if progress is not None:
-      progress(done, total, {k: float(v[-1]) for k, v in history[-1].items()})
-  return state, {k: np.concatenate([h[k] for h in history])
-                 for k in history[0]}
-
+  return drive(state, data, config.max_iters, jitted_step(config),
+               lambda length: jitted_chunk(config, length), loop=loop,
+               chunk=chunk, progress=progress)

@@ -7,7 +7,6 @@ import sys
 
 import imageio.v3 as iio
 import numpy as np
-import pytest
 from scipy import io as scipy_io
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
