@@ -19,7 +19,6 @@ from absl import app
 from absl import flags
 from flax import nnx
 import jax
-from jax import lax
 import jax.numpy as jnp
 
 from benchmarks import machine
@@ -30,17 +29,6 @@ from kernelgan_jax import models
 _REPEATS = flags.DEFINE_integer("repeats", 200, "Timed calls per variant.")
 _OUT = flags.DEFINE_string("fold_results_dir", "benchmarks/results",
                            "Where the JSON goes.")
-
-
-def delta_fold(conv_kernels):
-  """The original's order: a padded delta through every layer, flipped."""
-  size = sum(w.shape[0] for w in conv_kernels) - len(conv_kernels) + 1
-  x = jnp.pad(jnp.ones((1, 1, 1, 1)), ((0, 0), (size - 1,) * 2,
-                                      (size - 1,) * 2, (0, 0)))
-  for w in conv_kernels:
-    x = lax.conv_general_dilated(x, w, (1, 1), "VALID",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return x[0, ::-1, ::-1, 0]
 
 
 def time_grad(fold, kernels) -> float:
@@ -62,12 +50,12 @@ def main(argv: Sequence[str]) -> None:
   config = config_lib.get_config()
   g = models.LinearGenerator(config, rngs=nnx.Rngs(0))
   kernels = g.conv_kernels()
-  diff = float(jnp.max(jnp.abs(delta_fold(kernels)
+  diff = float(jnp.max(jnp.abs(kernel_lib.fold_delta(kernels)
                                - kernel_lib.extract_kernel(kernels))))
-  scale = float(jnp.max(jnp.abs(delta_fold(kernels))))
+  scale = float(jnp.max(jnp.abs(kernel_lib.fold_delta(kernels))))
   result = dict(machine.describe(), **{
       "max_abs_difference_relative": diff / scale,
-      "delta_fold_grad_ms": time_grad(delta_fold, kernels),
+      "delta_fold_grad_ms": time_grad(kernel_lib.fold_delta, kernels),
       "contracted_fold_grad_ms": time_grad(kernel_lib.extract_kernel,
                                            kernels),
   })

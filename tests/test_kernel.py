@@ -42,6 +42,20 @@ def test_extract_kernel_matches_an_independent_numpy_fold():
                              atol=1e-4 * np.abs(expected).max())
 
 
+def test_fast_fold_equals_the_delta_fold_values_and_gradients():
+  g = _random_generator(SMALL, 5)
+  kernels = g.conv_kernels()
+  delta = kernel_lib.fold_delta(kernels)
+  scale = float(jnp.abs(delta).max())
+  np.testing.assert_allclose(kernel_lib.extract_kernel(kernels), delta,
+                             atol=1e-5 * scale)
+  weights = jax.random.normal(jax.random.key(6), (13, 13))
+  grads = [jax.grad(lambda ws: jnp.sum(weights * fold(ws)))(kernels)
+           for fold in (kernel_lib.fold_delta, kernel_lib.extract_kernel)]
+  for a, b in zip(*grads):
+    np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.abs(a).max()))
+
+
 def test_fast_path_equals_layered_forward_values_and_gradients():
   g = _random_generator(SMALL, 3)
   graph, params = nnx.split(g)
