@@ -32,7 +32,7 @@ class GanState(NamedTuple):
   """Everything that changes during training, for one image and seed."""
   g_params: nnx.State
   d_params: nnx.State
-  d_stats: nnx.State  # Spectral-norm u vectors, BatchNorm running stats.
+  d_stats: nnx.State  # Spectral-norm u vectors.
   g_opt: optax.OptState
   d_opt: optax.OptState
   schedule: schedule_lib.ScheduleState
