@@ -113,10 +113,12 @@ def test_batched_equals_single_image(trained, job_index):
 
 def test_estimate_kernels_returns_the_batch_results(images, trained):
   jobs, states, history = trained
-  before = batch.batched_step(CONFIG)._cache_size()
+  # The default loop scans all 6 iterations in one chunk.
+  compiled = batch.batched_chunk(CONFIG, CONFIG.max_iters)
+  before = compiled._cache_size()
   # Same bucket shape and batch size: no new compilation.
   results = batch.estimate_kernels(images[::-1], CONFIG, SEEDS)
-  assert batch.batched_step(CONFIG)._cache_size() == before == 1
+  assert compiled._cache_size() == before == 1
   assert [[e.seed for e in per_image] for per_image in results] == [
       [0, 1], [0, 1]]
   raw = batch.raw_kernels(states, CONFIG)
