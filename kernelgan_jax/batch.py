@@ -226,9 +226,9 @@ def finish(raw: np.ndarray, history: dict[str, np.ndarray], seed: int,
 
 
 def default_strategy(backend: Optional[str] = None) -> str:
-  """'vmap' on GPU/TPU; 'sequential' on CPU, where XLA runs the vmapped
-  (grouped) convolutions about 4x slower per job than one job at a time
-  (benchmarks/results/batch-*).
+  """'vmap' on GPU/TPU; 'sequential' on CPU, where a vmapped batch gains
+  nothing on 2 cores (0.12 images/s at batch 1 and 4) and halves the
+  throughput at batch 16 (benchmarks/results/batch-cpu2-*).
   """
   backend = backend or jax.default_backend()
   return "sequential" if backend == "cpu" else "vmap"
@@ -268,7 +268,7 @@ def run_jobs(jobs: Sequence[Job], config: Config, *,
     devices: devices to shard the jobs over (default: all local ones).
     progress: progress(done, total, mean metrics).
     strategy: 'vmap' (one program for all jobs) or 'sequential' (one job
-      at a time; faster on XLA:CPU, see `default_strategy`).
+      at a time; as fast or faster on XLA:CPU, see `default_strategy`).
 
   Returns:
     One `KernelEstimate` per job.
