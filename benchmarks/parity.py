@@ -23,11 +23,11 @@ same crop corners with all noise disabled. Two comparisons:
   iterations.
 
 Finding (fixed in kernelgan_jax since): Flax's BatchNorm defaults to
-`use_fast_variance=True` (var = E[x^2] - E[x]^2); in D this cancels in
+`use_fast_variance=True` (var = E[x^2] - E[x]^2); in D this cancelled in
 float32 and made D's gradients differ from PyTorch's (and from float64) by
-up to ~1e-2 relative instead of ~1e-5. `uses_fast_variance` and
-`exact_batchnorm_variance` remain as diagnostics; `stepwise_compare` with
-`torch_dtype=torch.float64` tells which side carries such an error.
+up to ~1e-2 relative instead of ~1e-5. D now has its own two-pass
+BatchNorm. `stepwise_compare` with `torch_dtype=torch.float64` tells which
+side carries such an error.
 
 Layouts: JAX conv kernels are HWIO, PyTorch's OIHW; spectral norm views a
 kernel as [out, in*kh*kw] in PyTorch order on both sides, so u vectors copy
@@ -40,9 +40,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.flatten_util
@@ -54,7 +53,6 @@ from flax import nnx
 from benchmarks import torch_kernelgan as tk
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data as data_lib
-from kernelgan_jax import models
 from kernelgan_jax import train
 
 # Torch loss name -> JAX metric name.
@@ -73,51 +71,6 @@ LOSS_PAIRS = {
 # exact gradient is 0, so their Adam steps are sign(float noise) * lr and
 # they cannot be compared entry-wise (they do not affect any output).
 PRE_NORM_BIASES = tuple(f"D/conv{i}/bias" for i in range(6))
-
-
-def uses_fast_variance() -> bool:
-  """Whether kernelgan_jax's D BatchNorm computes var = E[x^2] - E[x]^2.
-
-  That is Flax's default (`use_fast_variance=True`). In D the activations'
-  mean is often large next to their spread, so the formula cancels
-  catastrophically in float32: D's gradients then differ from PyTorch's
-  (two-pass variance) by up to ~1e-2 relative instead of ~1e-5.
-  """
-  config = config_lib.get_config()
-  disc = models.PatchDiscriminator(config, rngs=nnx.Rngs(0))
-  return bool(getattr(disc.norms[0], "use_fast_variance", False))
-
-
-_EXACT_VARIANCE_ACTIVE = False
-
-
-@contextlib.contextmanager
-def exact_batchnorm_variance() -> Iterator[None]:
-  """Diagnostic: forces Flax BatchNorm's two-pass variance while active.
-
-  Patches `flax.nnx.nn.normalization._compute_stats`; jitted functions
-  traced inside the block keep the exact variance (`stepwise_compare`
-  traces a fresh step inside it; `compare` reuses kernelgan_jax's cached
-  jitted step, so it sees the patch only if that was first traced inside
-  the block). Use only to confirm the
-  effect described in `uses_fast_variance`; the fix belongs in the model
-  (`nnx.BatchNorm(..., use_fast_variance=False)`).
-  """
-  from flax.nnx.nn import normalization  # pylint: disable=g-import-not-at-top
-  original = normalization._compute_stats  # pylint: disable=protected-access
-
-  def two_pass(*args, **kwargs):
-    kwargs["use_fast_variance"] = False
-    return original(*args, **kwargs)
-
-  global _EXACT_VARIANCE_ACTIVE
-  normalization._compute_stats = two_pass  # pylint: disable=protected-access
-  _EXACT_VARIANCE_ACTIVE = True
-  try:
-    yield
-  finally:
-    normalization._compute_stats = original  # pylint: disable=protected-access
-    _EXACT_VARIANCE_ACTIVE = False
 
 
 def hwio_to_oihw(kernel: Any) -> np.ndarray:
@@ -374,10 +327,7 @@ def stepwise_compare(image_01: np.ndarray, g_corners: np.ndarray,
   # `compare` over all the corners given.
   config, data, state = _setup_jax(image_01, g_corners, d_corners,
                                    len(g_corners), seed, g_scale)
-  if _EXACT_VARIANCE_ACTIVE:  # A fresh trace that sees the patch.
-    step_fn = jax.jit(functools.partial(train.train_step, config=config))
-  else:
-    step_fn = train.jitted_step(config)  # Donates `state`: used up below.
+  step_fn = train.jitted_step(config)  # Donates `state`: used up below.
   kernel_fn = jax.jit(functools.partial(
       train.generator_kernel, train.networks(config).g_def))
   gan = tk.KernelGAN(seed=seed, dtype=torch_dtype)
@@ -504,17 +454,10 @@ def main(argv: Optional[list] = None) -> None:
                       help="factor on G's initial weights (10 = gain 1)")
   parser.add_argument("--torch_float64", action="store_true",
                       help="stepwise: float64 torch as the precise reference")
-  parser.add_argument("--exact_bn_variance", action="store_true",
-                      help="diagnostic: patch Flax BatchNorm to two-pass")
   args = parser.parse_args(argv)
   if args.threads:
     torch.set_num_threads(args.threads)
-  print(f"kernelgan_jax D BatchNorm fast variance: {uses_fast_variance()}"
-        + (" (patched to two-pass)" if args.exact_bn_variance else ""))
-  context = (exact_batchnorm_variance() if args.exact_bn_variance
-             else contextlib.nullcontext())
-  with context:
-    _report(args)
+  _report(args)
 
 
 def _report(args: argparse.Namespace) -> None:
