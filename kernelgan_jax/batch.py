@@ -19,9 +19,9 @@ stacked `GanState` and a stacked `TrainData`.
   (after `jax.distributed.initialize()`) each process simply runs its own
   share of the images (`process_share`) on its local devices; nothing is
   exchanged between hosts.
-* Loops. As `train.train`: a host loop over the jitted step on XLA:CPU,
-  `lax.scan` chunks on GPU/TPU; each is jitted once per (config, bucket
-  shape, batch size).
+* Loops. As `train.train` (`train.drive`): `lax.scan` chunks by default,
+  or a host loop over the jitted step; each is jitted once per (config,
+  bucket shape, batch size).
 """
 
 import functools
@@ -36,7 +36,6 @@ import numpy as np
 
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate as estimate_lib
-from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config, validate
 from kernelgan_jax.data import TrainData
@@ -54,12 +53,6 @@ class Job(NamedTuple):
   seed: int
   data: TrainData  # Unpadded: `image` has the image's own shaved shape.
   state: GanState
-
-
-def job_keys(seed: int) -> tuple[jax.Array, jax.Array]:
-  """(data key, init key) of a seed, exactly as `estimate_kernel` splits."""
-  data_key, init_key = jax.random.split(jax.random.key(seed))
-  return data_key, init_key
 
 
 def prepare_jobs(image: np.ndarray, config: Config, seeds: Sequence[int],
@@ -81,7 +74,7 @@ def prepare_jobs(image: np.ndarray, config: Config, seeds: Sequence[int],
   rgb = estimate_lib.as_float_rgb(image)
   jobs = []
   for seed in seeds:
-    data_key, init_key = job_keys(seed)
+    data_key, init_key = estimate_lib.seed_keys(seed)
     jobs.append(Job(image_index, seed, data_lib.prepare(rgb, config, data_key),
                     train_lib.init_state(init_key, config)))
   return jobs
@@ -215,16 +208,6 @@ def raw_kernels(states: GanState, config: Config) -> np.ndarray:
   return np.asarray(fold(states.g_params))
 
 
-def finish(raw: np.ndarray, history: dict[str, np.ndarray], seed: int,
-           config: Config) -> KernelEstimate:
-  """One job's `KernelEstimate` from its raw kernel, as `estimate_kernel`."""
-  kernel_x2 = kernel_lib.post_process(raw, config.n_filtering)
-  return KernelEstimate(
-      kernel_x2=kernel_x2,
-      kernel_x4=kernel_lib.analytic_kernel_x4(kernel_x2.astype(np.float64)),
-      raw_kernel=raw, history=history, seed=seed)
-
-
 def default_strategy(backend: Optional[str] = None) -> str:
   """'vmap' on GPU/TPU; 'sequential' on CPU, where a vmapped batch gains
   nothing on 2 cores (0.12 images/s at batch 1 and 4) and halves the
@@ -247,9 +230,8 @@ def run_sequentially(jobs: Sequence[Job], config: Config, *,
     data = job.data._replace(image=pad_image(job.data.image, shape))
     state, history = train_lib.train(job.state, data, config, loop=loop,
                                      progress=progress)
-    raw = np.asarray(train_lib.generator_kernel(
-        train_lib.networks(config).g_def, state.g_params))
-    results.append(finish(raw, history, job.seed, config))
+    results.append(estimate_lib.estimate_from_raw(
+        train_lib.final_kernel(state, config), history, job.seed, config))
   return results
 
 
@@ -289,8 +271,9 @@ def run_jobs(jobs: Sequence[Job], config: Config, *,
   states, history = train_batch(states, data, config, loop=loop, mesh=mesh,
                                 progress=progress)
   raw = raw_kernels(states, config)
-  return [finish(raw[j], {k: v[:, j] for k, v in history.items()}, job.seed,
-                 config) for j, job in enumerate(jobs)]
+  return [estimate_lib.estimate_from_raw(
+      raw[j], {k: v[:, j] for k, v in history.items()}, job.seed, config)
+          for j, job in enumerate(jobs)]
 
 
 def estimate_kernels(images: Sequence[np.ndarray],

@@ -53,6 +53,22 @@ def as_float_rgb(image: np.ndarray) -> np.ndarray:
   return image[..., :3]
 
 
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """(data key, init key) of a seed: the crops and noise, the weights."""
+  data_key, init_key = jax.random.split(jax.random.key(seed))
+  return data_key, init_key
+
+
+def estimate_from_raw(raw_kernel: np.ndarray, history: dict[str, np.ndarray],
+                      seed: int, config: Config) -> KernelEstimate:
+  """The post-processed x2 and analytic x4 kernels of a trained G's kernel."""
+  kernel_x2 = kernel_lib.post_process(raw_kernel, config.n_filtering)
+  return KernelEstimate(
+      kernel_x2=kernel_x2,
+      kernel_x4=kernel_lib.analytic_kernel_x4(kernel_x2.astype(np.float64)),
+      raw_kernel=raw_kernel, history=history, seed=seed)
+
+
 def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
                     seed: int = 0, *,
                     progress: Optional[train_lib.ProgressFn] = None,
@@ -73,15 +89,10 @@ def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
     ImageError: for an image too small or without texture.
   """
   config = validate(config or Config())
-  data_key, init_key = jax.random.split(jax.random.key(seed))
+  data_key, init_key = seed_keys(seed)
   data = data_lib.prepare(as_float_rgb(image), config, data_key)
   state = train_lib.init_state(init_key, config)
   state, history = train_lib.train(state, data, config, loop=loop,
                                    progress=progress)
-  nets = train_lib.networks(config)
-  raw = np.asarray(train_lib.generator_kernel(nets.g_def, state.g_params))
-  kernel_x2 = kernel_lib.post_process(raw, config.n_filtering)
-  return KernelEstimate(
-      kernel_x2=kernel_x2,
-      kernel_x4=kernel_lib.analytic_kernel_x4(kernel_x2.astype(np.float64)),
-      raw_kernel=raw, history=history, seed=seed)
+  return estimate_from_raw(train_lib.final_kernel(state, config), history,
+                           seed, config)

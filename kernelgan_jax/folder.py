@@ -9,7 +9,6 @@ several seeds per image the seeds train together (`batch`) and their x2
 kernels are combined (`ensemble`); the log records every seed's kernel.
 """
 
-import os
 import time
 import warnings
 from typing import Callable, Optional, Sequence
@@ -30,9 +29,8 @@ PENDING = "pending"
 
 def outputs_complete(output_dir: str, name: str, x4: bool) -> bool:
   """Whether every output file of `name` exists already."""
-  folder = os.path.join(output_dir, name)
-  return all(os.path.exists(os.path.join(folder, f))
-             for f in io.output_files(name, x4))
+  return (len(io.existing_outputs(output_dir, name, x4))
+          == len(io.output_files(name, x4)))
 
 
 def _image_area(path: str) -> int:

@@ -61,6 +61,14 @@ def output_files(name: str, x4: bool, sr: bool = False) -> list[str]:
   return kernels + [f"{name}_kernels.png", f"{name}_log.json"] + extras
 
 
+def existing_outputs(output_dir: str, name: str, x4: bool,
+                     sr: bool = False) -> list[str]:
+  """Which of the image's output files exist already."""
+  folder = os.path.join(output_dir, name)
+  return [f for f in output_files(name, x4, sr)
+          if os.path.exists(os.path.join(folder, f))]
+
+
 def check_writable(output_dir: str, name: str, x4: bool,
                    overwrite: bool, sr: bool = False) -> str:
   """The image's output folder; fails early if it would clobber outputs.
@@ -69,8 +77,7 @@ def check_writable(output_dir: str, name: str, x4: bool,
     FileExistsError: when outputs exist and `overwrite` is False.
   """
   folder = os.path.join(output_dir, name)
-  existing = [f for f in output_files(name, x4, sr)
-              if os.path.exists(os.path.join(folder, f))]
+  existing = existing_outputs(output_dir, name, x4, sr)
   if existing and not overwrite:
     raise FileExistsError(
         f"{folder} already holds {existing[0]}; pass --overwrite to replace "

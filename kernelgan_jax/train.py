@@ -80,6 +80,11 @@ def generator_kernel(g_def: nnx.GraphDef, g_params: nnx.State
   return kernel_lib.extract_kernel(nnx.merge(g_def, g_params).conv_kernels())
 
 
+def final_kernel(state: GanState, config: Config) -> np.ndarray:
+  """The 13x13 kernel of a state's generator, on the host."""
+  return np.asarray(generator_kernel(networks(config).g_def, state.g_params))
+
+
 def _discriminate(d_def, d_params, d_stats, patches):
   """D's score maps and its updated spectral-norm state."""
   model = nnx.merge(d_def, d_params, d_stats, copy=True)

@@ -96,7 +96,7 @@ def test_jobs_use_estimate_kernel_keys_and_crops_avoid_padding(images):
 def test_batched_equals_single_image(trained, job_index):
   jobs, states, history = trained
   job = jobs[job_index]
-  _, init_key = batch.job_keys(job.seed)
+  _, init_key = estimate.seed_keys(job.seed)
   single, single_history = train.train(train.init_state(init_key, CONFIG),
                                        job.data, CONFIG)
   _assert_losses_agree({k: v[:, job_index] for k, v in history.items()},
