@@ -12,7 +12,6 @@ the ceiling). Writes benchmarks/results/accuracy-<device>-<date>.{json,md}.
 """
 
 import json
-import os
 import time
 from typing import Sequence
 
@@ -80,12 +79,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  if not os.path.exists(os.path.join(_SET_DIR.value, "manifest.json")):
-    names = div2krk.SAMPLE_IMAGE_NAMES[:_NUM_IMAGES.value]
-    div2krk.write_set(_SET_DIR.value, div2krk.sample_photographs(
-        names, hr_size=_HR_SIZE.value), seed=0)
-  examples = list(div2krk.load_set(_SET_DIR.value).values())
-  examples = examples[:_NUM_IMAGES.value]
+  examples = div2krk.load_or_make_set(
+      _SET_DIR.value, _NUM_IMAGES.value, hr_size=_HR_SIZE.value)
   config = get_config(max_iters=_ITERS.value)
   bicubic = metrics.bicubic_kernel_x2()
   rows = []

@@ -13,10 +13,8 @@ and the process's peak RSS. Writes
 benchmarks/results/batch-<device>-<date>.{json,md}.
 """
 
-import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -45,14 +43,6 @@ _OUT = flags.DEFINE_string("results_dir", "benchmarks/results",
                            "Where the JSON and markdown go.")
 
 MIB = 2.0**20
-
-
-def device_name() -> str:
-  """A short name of the machine the figures come from."""
-  dev = jax.devices()[0]
-  if dev.platform == "cpu":
-    return f"cpu{os.cpu_count()}"
-  return dev.device_kind.replace(" ", "_")
 
 
 def measure(batch_size: int) -> dict:
@@ -134,13 +124,10 @@ def main(argv: Sequence[str]) -> None:
         check=True, capture_output=True, text=True).stdout
     rows.append(json.loads(out.splitlines()[-1]))
     print(json.dumps(rows[-1]), flush=True)
-  meta = {"device": device_name(),
-          "processor": platform.processor() or platform.machine(),
-          "jax": jax.__version__, "backend": jax.default_backend(),
-          "image": _IMAGE.value, "iters": _ITERS.value,
-          "full_iters": _FULL_ITERS.value,
-          "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-          "date": datetime.date.today().isoformat()}
+  meta = dict(machine.describe(), backend=jax.default_backend(),
+              image=_IMAGE.value, iters=_ITERS.value,
+              full_iters=_FULL_ITERS.value,
+              load_average=" ".join(f"{x:.1f}" for x in os.getloadavg()))
   machine.save_results(
       _OUT.value, f"batch-{meta['device']}-{meta['date']}",
       meta, rows, markdown(rows, meta))

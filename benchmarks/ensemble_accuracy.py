@@ -10,16 +10,12 @@ recorded. Builds the set first if `--set_dir` holds none. Writes
 benchmarks/results/ensemble-<device>-<date>.{json,md}.
 """
 
-import datetime
 import json
-import os
-import platform
 import time
 from typing import Sequence
 
 from absl import app
 from absl import flags
-import jax
 import numpy as np
 
 from benchmarks import machine
@@ -36,14 +32,6 @@ _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per image (0..N-1).",
 _ITERS = flags.DEFINE_integer("iters", 3000, "Training iterations.")
 _OUT = flags.DEFINE_string("results_dir", "benchmarks/results",
                            "Where the JSON and markdown go.")
-
-
-def device_name() -> str:
-  """A short name of the machine the figures come from."""
-  dev = jax.devices()[0]
-  if dev.platform == "cpu":
-    return f"cpu{os.cpu_count()}"
-  return dev.device_kind.replace(" ", "_")
 
 
 def score_image(example: div2krk.Example, kernels: list[np.ndarray]
@@ -94,15 +82,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  if not os.path.exists(os.path.join(_SET_DIR.value, "manifest.json")):
-    names = div2krk.SAMPLE_IMAGE_NAMES[:_NUM_IMAGES.value]
-    div2krk.write_set(_SET_DIR.value,
-                      div2krk.sample_photographs(names), seed=0)
-  examples = list(div2krk.load_set(_SET_DIR.value).values())
+  examples = div2krk.load_or_make_set(_SET_DIR.value, _NUM_IMAGES.value)
   config = get_config(max_iters=_ITERS.value)
   seeds = tuple(range(_SEEDS.value))
   rows = []
-  for example in examples[:_NUM_IMAGES.value]:
+  for example in examples:
     start = time.perf_counter()
     [estimates] = batch.estimate_kernels([example.lr], config, seeds)
     seconds = time.perf_counter() - start
@@ -113,11 +97,8 @@ def main(argv: Sequence[str]) -> None:
     rows.append(row)
     print(json.dumps({k: v for k, v in row.items() if k != "kernels_x2"}),
           flush=True)
-  meta = {"set": _SET_DIR.value, "iters": _ITERS.value,
-          "seeds": _SEEDS.value, "device": device_name(),
-          "processor": platform.processor() or platform.machine(),
-          "jax": jax.__version__,
-          "date": datetime.date.today().isoformat()}
+  meta = dict(machine.describe(), set=_SET_DIR.value, iters=_ITERS.value,
+              seeds=_SEEDS.value)
   machine.save_results(
       _OUT.value, f"ensemble-{meta['device']}-{meta['date']}",
       meta, rows, markdown(rows, meta))

@@ -20,7 +20,6 @@ benchmarks/results/<device>-<date>.json and .md.
 """
 
 import json
-import os
 import resource
 import time
 from typing import Sequence
@@ -117,16 +116,12 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  if not os.path.exists(os.path.join(_SET_DIR.value, "manifest.json")):
-    names = div2krk.SAMPLE_IMAGE_NAMES[:_NUM_IMAGES.value]
-    div2krk.write_set(_SET_DIR.value, div2krk.sample_photographs(names),
-                      seed=0)
-  examples = list(div2krk.load_set(_SET_DIR.value).values())
+  examples = div2krk.load_or_make_set(_SET_DIR.value, _NUM_IMAGES.value)
   config = get_config(max_iters=_ITERS.value)
   meta = dict(machine.describe(), iters=_ITERS.value,
               torch_threads=_TORCH_THREADS.value, set=_SET_DIR.value)
   rows = []
-  for example in examples[:_NUM_IMAGES.value]:
+  for example in examples:
     row = {"name": example.name, "lr_shape": list(example.lr.shape)}
     jax_run = time_jax(example, config)
     row["jax_scores"] = scores(example, jax_run.pop("kernel_x2"))

@@ -19,7 +19,6 @@ benchmarks/results/zssr-<preset>-x<scale>-<device>-<date>.{json,md}.
 
 import dataclasses
 import json
-import os
 import time
 from typing import Sequence
 
@@ -162,12 +161,8 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
   scale = 4 if _X4.value else 2
-  if not os.path.exists(os.path.join(_SET_DIR.value, "manifest.json")):
-    names = div2krk.SAMPLE_IMAGE_NAMES[:_NUM_IMAGES.value]
-    div2krk.write_set(_SET_DIR.value, div2krk.sample_photographs(
-        names, hr_size=_HR_SIZE.value), seed=0, x4=_X4.value)
-  examples = list(div2krk.load_set(_SET_DIR.value).values())
-  examples = examples[:_NUM_IMAGES.value]
+  examples = div2krk.load_or_make_set(
+      _SET_DIR.value, _NUM_IMAGES.value, hr_size=_HR_SIZE.value, x4=_X4.value)
   config = zssr_config()
   rows = []
   for example in examples:

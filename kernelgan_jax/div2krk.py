@@ -385,3 +385,16 @@ def load_set(set_dir: str) -> dict[str, Example]:
             os.path.join(set_dir, 'kernels', name + '_kernel_x2.npy')),
         params=entry, lr_x4=lr_x4)
   return examples
+
+
+def load_or_make_set(set_dir: str, num_images: int,
+                     hr_size: Optional[int] = None, x4: bool = False,
+                     seed: int = 0) -> list[Example]:
+  """The first `num_images` examples of the set in `set_dir`, writing it
+  first from scikit-image's photographs when the folder holds no set.
+  """
+  if not os.path.exists(os.path.join(set_dir, 'manifest.json')):
+    names = SAMPLE_IMAGE_NAMES[:num_images]
+    write_set(set_dir, sample_photographs(names, hr_size=hr_size), seed=seed,
+              x4=x4)
+  return list(load_set(set_dir).values())[:num_images]
