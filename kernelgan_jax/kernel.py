@@ -101,15 +101,33 @@ def extract_kernel(conv_kernels: Sequence[Float[Array, "kh kw ci co"]]
   return folded[:, :, 0, 0]
 
 
+def _column_taps(size: int, width: int, out_width: int, stride: int
+                 ) -> np.ndarray:
+  """sel[b, x, j] = 1 where input column x is tap b of output column j."""
+  sel = np.zeros((size, width, out_width), np.float32)
+  for b in range(size):
+    sel[b, stride * np.arange(out_width) + b, np.arange(out_width)] = 1.0
+  return sel
+
+
 def downscale_with_kernel(image_hwc: Float[Array, "h w c"],
                           kernel: Float[Array, "k k"],
                           stride: int = 2) -> Float[Array, "h2 w2 c"]:
-  """G's forward through its kernel: valid correlation, every 2nd pixel."""
-  x = jnp.moveaxis(image_hwc, -1, 0)[..., None]
-  y = lax.conv_general_dilated(
-      x, kernel[:, :, None, None], (stride, stride), "VALID",
-      dimension_numbers=_NHWC)
-  return jnp.moveaxis(y[..., 0], 0, -1)
+  """G's forward through its kernel: valid correlation, every 2nd pixel.
+
+  Computed as one matrix product: each output row i gathers the k input
+  rows stride*i + a, and each kernel row a becomes a banded (Toeplitz)
+  [width, out_width] matrix. On XLA:CPU this, with its gradient, is several
+  times faster than a one-channel strided `lax.conv` (0.1 ms per iteration
+  saved on 2 cores); `tests/test_kernel.py` checks it equals the conv.
+  """
+  h, w, _ = image_hwc.shape
+  size = kernel.shape[0]
+  out_h, out_w = (h - size) // stride + 1, (w - size) // stride + 1
+  banded = jnp.einsum("ab,bxj->axj", kernel,
+                      _column_taps(size, w, out_w, stride))
+  rows = image_hwc[stride * np.arange(out_h)[:, None] + np.arange(size)]
+  return jnp.einsum("iaxc,axj->ijc", rows, banded)
 
 
 def soft_threshold(kernel: np.ndarray, n_filtering: int = 40) -> np.ndarray:

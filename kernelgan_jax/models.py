@@ -112,6 +112,33 @@ def _patches(x_nhwc: Float[Array, "n h w c"], size: int
                           for i in range(size) for j in range(size)], -1)
 
 
+@jax.custom_vjp
+def dense(x: Float[Array, "... i"], w: Float[Array, "i o"]
+          ) -> Float[Array, "... o"]:
+  """x @ w, whose weight gradient XLA:CPU runs as a fast matrix product.
+
+  Autodiff's own weight gradient contracts x and the output gradient over
+  their leading axes, which XLA:CPU runs through a generic dot several
+  times slower than the forward; materialising x^T first (the barrier keeps
+  XLA from folding the transpose back in) makes it an ordinary product.
+  Same values; 0.1-0.2 ms per iteration saved on 2 cores.
+  """
+  return x @ w
+
+
+def _dense_forward(x, w):
+  return x @ w, (x, w)
+
+
+def _dense_backward(residuals, grad_y):
+  x, w = residuals
+  x_t = lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)
+  return grad_y @ w.T, x_t @ grad_y.reshape(-1, grad_y.shape[-1])
+
+
+dense.defvjp(_dense_forward, _dense_backward)
+
+
 def _uniform_fan_in(key, shape, fan_in):
   """PyTorch's default conv init (kaiming-uniform, a=sqrt(5)), spec 4."""
   bound = 1.0 / fan_in**0.5
@@ -156,7 +183,7 @@ class SpectralConv(nnx.Module):
     sigmas = self.sigmas(x_nhwc.shape[0])
     kernel = self.kernel[...]
     size = kernel.shape[0]
-    y = _patches(x_nhwc, size) @ kernel.reshape(-1, kernel.shape[-1])
+    y = dense(_patches(x_nhwc, size), kernel.reshape(-1, kernel.shape[-1]))
     return y / sigmas[:, None, None, None] + self.bias[...]
 
 
@@ -251,5 +278,5 @@ class PatchDiscriminator(nnx.Module):
     # (in the original too: its gradient is 0) and absorbs its 1 / sigma.
     kernels = self.pointwise.kernel[...]
     for layer, norm in enumerate(self.norms):
-      x = jax.nn.relu(norm(x @ kernels[layer], sigmas[:, layer]))
+      x = jax.nn.relu(norm(dense(x, kernels[layer]), sigmas[:, layer]))
     return jax.nn.sigmoid(self.last(x))[..., 0]

@@ -97,6 +97,15 @@ def _crop(image, corner, size):
                            (size, size, image.shape[-1]))
 
 
+def _noise(key, shape):
+  """Standard normal noise, materialised once.
+
+  Without the barrier XLA:CPU fuses the random-number generator into each
+  of the 49 window slices of D's first conv and recomputes it in every one.
+  """
+  return lax.optimization_barrier(jax.random.normal(key, shape))
+
+
 def _generator_loss(g_params, state, g_input, config, nets, mask):
   """L_G = L_adv + weighted regularisers (spec 5.4), with its parts."""
   kernel = generator_kernel(nets.g_def, g_params)
@@ -125,13 +134,15 @@ def _generator_loss(g_params, state, g_input, config, nets, mask):
 def _discriminator_loss(d_params, d_stats, real, fake, d_def):
   """L_D = (L1(D(fake), 0) + L1(D(real), 1)) / 2 (spec 5.1).
 
-  D sees the real patch, then the fake, as the original's two calls; one
-  batch of two gives the same (see `PatchDiscriminator`).
+  D sees the real patch, then the fake, as the original's two calls. Kept
+  as two calls (not one batch of two): the real one does not depend on the
+  G step, so XLA runs it on another core meanwhile (2.19 against 2.37 ms
+  per iteration on 2 CPU cores).
   """
-  scores, d_stats = _discriminate(d_def, d_params, d_stats,
-                                  jnp.stack([real, fake]))
-  loss = 0.5 * (losses.gan_loss(scores[1], is_real=False)
-                + losses.gan_loss(scores[0], is_real=True))
+  d_real, d_stats = _discriminate(d_def, d_params, d_stats, real[None])
+  d_fake, d_stats = _discriminate(d_def, d_params, d_stats, fake[None])
+  loss = 0.5 * (losses.gan_loss(d_fake, is_real=False)
+                + losses.gan_loss(d_real, is_real=True))
   return loss, d_stats
 
 
@@ -150,8 +161,7 @@ def train_step(state: GanState, data: TrainData, *, config: Config
   g_input = _crop(data.image, data.g_corners[i], config.input_crop_size)
   real = _crop(data.image, data.d_corners[i], config.g_output_size)
   # Noise std is in [0, 1] units; the image is in [-1, 1], hence 2x.
-  real = real + 2.0 * config.real_noise_std * jax.random.normal(
-      real_key, real.shape)
+  real = real + 2.0 * config.real_noise_std * _noise(real_key, real.shape)
 
   (g_total, (d_stats, parts)), g_grads = jax.value_and_grad(
       _generator_loss, has_aux=True)(
@@ -161,7 +171,7 @@ def train_step(state: GanState, data: TrainData, *, config: Config
 
   new_kernel = generator_kernel(nets.g_def, g_params)
   fake = kernel_lib.downscale_with_kernel(g_input, new_kernel)
-  fake = lax.stop_gradient(fake) + config.fake_noise_std * jax.random.normal(
+  fake = lax.stop_gradient(fake) + config.fake_noise_std * _noise(
       fake_key, fake.shape)
   (d_loss, d_stats), d_grads = jax.value_and_grad(
       _discriminator_loss, has_aux=True)(

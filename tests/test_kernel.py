@@ -56,6 +56,32 @@ def test_fast_fold_equals_the_delta_fold_values_and_gradients():
     np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.abs(a).max()))
 
 
+@pytest.mark.parametrize("shape,size,stride", [
+    ((64, 64, 3), 13, 2), ((31, 40, 1), 13, 2), ((20, 17, 2), 5, 3),
+    ((9, 9, 1), 3, 1)])
+def test_downscale_with_kernel_equals_strided_conv(shape, size, stride):
+  x = jax.random.normal(jax.random.key(0), shape)
+  k = jax.random.normal(jax.random.key(1), (size, size))
+
+  def by_conv(k):
+    y = jax.lax.conv_general_dilated(
+        jnp.moveaxis(x, -1, 0)[..., None], k[:, :, None, None],
+        (stride, stride), "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.moveaxis(y[..., 0], 0, -1)
+
+  def by_matmul(k):
+    return kernel_lib.downscale_with_kernel(x, k, stride)
+
+  expected = by_conv(k)
+  assert by_matmul(k).shape == expected.shape
+  np.testing.assert_allclose(by_matmul(k), expected, atol=1e-5 * size)
+  weights = jax.random.normal(jax.random.key(2), expected.shape)
+  grads = [jax.grad(lambda k, f=f: jnp.sum(f(k) * weights))(k)
+           for f in (by_conv, by_matmul)]
+  np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-4)
+
+
 def test_fast_path_equals_layered_forward_values_and_gradients():
   g = _random_generator(SMALL, 3)
   graph, params = nnx.split(g)

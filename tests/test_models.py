@@ -93,3 +93,23 @@ def test_a_batch_equals_successive_single_calls():
   for a, b in zip(jax.tree.leaves(nnx.state(one_by_one, models.SpectralVector)),
                   jax.tree.leaves(nnx.state(batched, models.SpectralVector))):
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_dense_matches_matmul_values_gradients_and_vmap():
+  x = jax.random.normal(jax.random.key(0), (2, 5, 7, 6))
+  w = jax.random.normal(jax.random.key(1), (6, 4))
+  weights = jax.random.normal(jax.random.key(2), (2, 5, 7, 4))
+
+  def loss(f):
+    return lambda x, w: jnp.sum(f(x, w) * weights)
+
+  np.testing.assert_allclose(models.dense(x, w), x @ w, rtol=1e-6)
+  ours = jax.grad(loss(models.dense), argnums=(0, 1))(x, w)
+  plain = jax.grad(loss(jnp.matmul), argnums=(0, 1))(x, w)
+  for a, b in zip(ours, plain):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  per_sample = jax.vmap(jax.grad(lambda x, w, g: jnp.sum(
+      models.dense(x, w) * g), argnums=1), in_axes=(0, None, 0))(
+          x, w, weights)
+  np.testing.assert_allclose(per_sample.sum(0), plain[1], rtol=1e-5,
+                             atol=1e-5)
