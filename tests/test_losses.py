@@ -34,6 +34,23 @@ def test_bicubic_taps_and_channel_summing_target():
   np.testing.assert_allclose(flat, 1.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("size,out_size", [(64, 26), (64, 32), (20, 7)])
+def test_bicubic_target_equals_the_originals_padded_conv(size, out_size):
+  """The original: one conv over all channels, padding 3, stride 2, then
+  the centre crop (spec 5.2)."""
+  x = jax.random.uniform(jax.random.key(3), (size, size, 3))
+  taps = np.outer(losses.BICUBIC_TAPS_X2, losses.BICUBIC_TAPS_X2)
+  weight = jnp.broadcast_to(jnp.asarray(taps, jnp.float32)[:, :, None, None],
+                            (8, 8, 3, 1))
+  full = jax.lax.conv_general_dilated(
+      x[None], weight, (2, 2), [(3, 3), (3, 3)],
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))[0, :, :, 0]
+  shave = (full.shape[0] - out_size) // 2
+  np.testing.assert_allclose(
+      losses.bicubic_target(x, out_size),
+      full[shave:shave + out_size, shave:shave + out_size], atol=2e-6)
+
+
 def test_bicubic_loss_is_mse_against_the_target():
   g_in = jax.random.uniform(jax.random.key(1), (64, 64, 3))
   out = jnp.zeros((26, 26, 3))
