@@ -211,7 +211,7 @@ def default_loop() -> str:
   """How `train` drives the iterations when not told: 'scan' everywhere.
 
   Measured (`benchmarks/loops.py`, results/loops-*.json): on 2 CPU cores
-  chunks of 50 scanned steps take 2.5 ms per iteration against 3.0 ms for a
+  chunks of 50 scanned steps take 1.9 ms per iteration against 2.2 ms for a
   host loop over the jitted step, whose per-call cost is mostly Python
   (flattening the state pytree). The host loop stays available for
   debugging. (With D's convolutions as XLA:CPU convolutions the scanned
