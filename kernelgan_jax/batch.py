@@ -209,9 +209,9 @@ def raw_kernels(states: GanState, config: Config) -> np.ndarray:
 
 
 def default_strategy(backend: Optional[str] = None) -> str:
-  """'vmap' on GPU/TPU; 'sequential' on CPU, where a vmapped batch gains
-  nothing on 2 cores (0.12 images/s at batch 1 and 4) and halves the
-  throughput at batch 16 (benchmarks/results/batch-cpu2-*).
+  """'vmap' on GPU/TPU; 'sequential' on CPU, where on 2 cores a vmapped
+  batch (0.11, 0.16, 0.10 images/s at batch 1, 4, 16) is no faster than the
+  unbatched step once per image (~0.17 images/s; benchmarks/results/batch-*).
   """
   backend = backend or jax.default_backend()
   return "sequential" if backend == "cpu" else "vmap"
