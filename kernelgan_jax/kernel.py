@@ -113,7 +113,7 @@ def _column_taps(size: int, width: int, out_width: int, stride: int
 def downscale_with_kernel(image_hwc: Float[Array, "h w c"],
                           kernel: Float[Array, "k k"],
                           stride: int = 2) -> Float[Array, "h2 w2 c"]:
-  """G's forward through its kernel: valid correlation, every 2nd pixel.
+  """G's forward through its kernel: valid correlation, every stride-th pixel.
 
   Computed as one matrix product: each output row i gathers the k input
   rows stride*i + a, and each kernel row a becomes a banded (Toeplitz)
