@@ -31,6 +31,7 @@ from benchmarks import machine
 from kernelgan_jax import div2krk
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax.config import get_config
+from kernelgan_jax.data import ImageError
 from kernelgan_jax.estimate import estimate_kernel
 from kernelgan_jax.imresize import imresize
 from kernelgan_jax.zssr import fast_cpu_config
@@ -154,6 +155,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
               for k in ("psnr", "ssim")} for m in methods}
   lines.append("| **mean** | | " + " | ".join(cell(mean[m]) for m in methods)
                + " | |")
+  lines += [f"\nSkipped {s}." for s in meta["skipped"]]
   return "\n".join(lines) + "\n"
 
 
@@ -164,14 +166,19 @@ def main(argv: Sequence[str]) -> None:
   examples = div2krk.load_or_make_set(
       _SET_DIR.value, _NUM_IMAGES.value, hr_size=_HR_SIZE.value, x4=_X4.value)
   config = zssr_config()
-  rows = []
+  rows, skipped = [], []
   for example in examples:
     lr = example.lr_x4 if _X4.value else example.lr
     if lr is None:
       raise app.UsageError(f"{_SET_DIR.value} has no x4 LR images; build "
                            "the set with --x4.")
     row = {"name": example.name, "lr_shape": list(lr.shape)}
-    results = super_resolve_all(lr, example.kernel_x2, scale, config)
+    try:
+      results = super_resolve_all(lr, example.kernel_x2, scale, config)
+    except ImageError as error:  # E.g. an x4 LR image too small for G.
+      skipped.append(f"{example.name}: {error}")
+      print(f"skipped {skipped[-1]}", flush=True)
+      continue
     for method, (image, seconds) in results.items():
       row[method] = dict(y_psnr_ssim(example.hr, image, scale),
                          seconds=seconds)
@@ -181,7 +188,7 @@ def main(argv: Sequence[str]) -> None:
               preset=_PRESET.value, zssr_max_iters=config.max_iters,
               zssr_crop=config.crop_size,
               kernelgan_iters=_KERNELGAN_ITERS.value, seed=_SEED.value,
-              methods=_METHODS.value)
+              methods=_METHODS.value, skipped=skipped)
   machine.save_results(
       _OUT.value, f"zssr-{_PRESET.value}-x{scale}-{meta['device']}-"
       f"{meta['date']}", meta, rows, markdown(rows, meta))
