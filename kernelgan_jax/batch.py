@@ -28,7 +28,6 @@ import functools
 from typing import NamedTuple, Optional, Sequence, TypeVar
 
 import jax
-from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import jax.numpy as jnp
 from jaxtyping import Float
@@ -171,7 +170,10 @@ def _jitted_step(config, mesh):
 def _jitted_chunk(config, length, mesh):
   step = _vmapped_step(config, mesh)
   def chunk(states, data):
-    return lax.scan(lambda s, _: step(s, data), states, None, length=length)
+    noise = jax.vmap(
+        lambda s, d: train_lib.chunk_noise(s, d, config, length),
+        out_axes=1)(states, data)
+    return train_lib.scan_steps(step, states, data, noise)
   return jax.jit(chunk, donate_argnums=0)
 
 
