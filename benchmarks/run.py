@@ -7,9 +7,10 @@ Both implementations estimate the x2 kernel of the same DIV2KRK-protocol LR
 images (built from scikit-image photographs if `--set_dir` holds no set) in
 one process. Per image it records:
 - JAX: the wall time of `estimate_kernel` at `--iters` (data preparation
-  and post-processing included) run cold (compiling) and warm (compiled, as
-  the CLI's persistent cache makes later runs), their difference as the
-  compile time, and warm time / iterations as ms per iteration;
+  and post-processing included) run cold (compiling) and then warm three
+  times (compiled, as the CLI's persistent cache makes later runs): the
+  median warm time, cold minus it as the compile time, and median warm time
+  / iterations as ms per iteration;
 - PyTorch (`benchmarks/torch_kernelgan.py`, the original's algorithm): ms
   per iteration and the wall time of a full run at `--iters`;
 - both: the kernel error against the ground truth and the re-synthesis PSNR
@@ -26,6 +27,7 @@ from typing import Sequence
 
 from absl import app
 from absl import flags
+import numpy as np
 
 from benchmarks import machine
 from kernelgan_jax import div2krk
@@ -55,16 +57,24 @@ def scores(example, kernel) -> dict:
                                                        example.lr, kernel)}
 
 
-def time_jax(example, config, seed=0) -> dict:
-  """A cold `estimate_kernel` (compiles) and a warm one (compiled)."""
+def time_jax(example, config, seed=0, warm_runs=3) -> dict:
+  """A cold `estimate_kernel` (compiles), then the median of warm ones.
+
+  The median, since one run's time varies by up to 10% between processes on
+  a shared 2-core machine.
+  """
   start = time.perf_counter()
   estimate_kernel(example.lr, config, seed=seed)
   cold = time.perf_counter() - start
-  start = time.perf_counter()
-  result = estimate_kernel(example.lr, config, seed=seed)
-  warm = time.perf_counter() - start
-  return {"compile_s": cold - warm, "cold_run_s": cold, "full_run_s": warm,
-          "ms_per_iter": warm / config.max_iters * 1e3,
+  warm = []
+  for _ in range(warm_runs):
+    start = time.perf_counter()
+    result = estimate_kernel(example.lr, config, seed=seed)
+    warm.append(time.perf_counter() - start)
+  median = float(np.median(warm))
+  return {"compile_s": cold - median, "cold_run_s": cold,
+          "full_run_s": median, "full_run_s_each": warm,
+          "ms_per_iter": median / config.max_iters * 1e3,
           "kernel_x2": result.kernel_x2}
 
 
