@@ -105,3 +105,16 @@ def test_estimate_kernel_returns_all_kernels():
   assert result.kernel_x4.shape == (2 * size - 1,) * 2
   assert result.kernel_x4.sum() == pytest.approx(1.0)
   assert set(result.history) >= {"loss_bicubic", "loss_adversarial"}
+
+
+def test_chunk_noise_is_each_steps_own_draw(batch):
+  state = train.init_state(jax.random.key(4), CONFIG)._replace(
+      step=jax.numpy.int32(2))
+  stacked = train.chunk_noise(state, batch, CONFIG, 3)
+  shape = (CONFIG.g_output_size, CONFIG.g_output_size, 3)
+  assert stacked.real.shape == (3, *shape)
+  for j in range(3):
+    single = train.draw_noise(state.key, 2 + j, shape)
+    np.testing.assert_array_equal(stacked.real[j], single.real)
+    np.testing.assert_array_equal(stacked.fake[j], single.fake)
+  assert not np.allclose(stacked.real[0], stacked.fake[0])
