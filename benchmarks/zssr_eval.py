@@ -65,7 +65,7 @@ _REUSE = flags.DEFINE_bool(
     "<set_dir>/SR/ instead of computing them again.")
 _MAX_SHIFT = flags.DEFINE_float(
     "max_shift", 2.0, "Largest global shift (HR px) the aligned scores "
-    "search, in steps of 1/4 px.")
+    "search, in steps of 1/4 px.", lower_bound=0.0)
 
 # MATLAB rgb2ycbcr luma for [0, 1] RGB.
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
@@ -90,6 +90,20 @@ def shift_spline(image_hw: np.ndarray, shift_rc: tuple[float, float]
   return ndimage.shift(image_hw, shift_rc, order=3, mode="nearest")
 
 
+def _common_lumas(reference_01: np.ndarray, test_01: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """Y of both images cropped to their common size, the test clipped."""
+  height = min(reference_01.shape[0], test_01.shape[0])
+  width = min(reference_01.shape[1], test_01.shape[1])
+  return (luma(reference_01[:height, :width]),
+          luma(np.clip(test_01[:height, :width], 0, 1)))
+
+
+def _shaved(image_hw: np.ndarray, shave: int) -> np.ndarray:
+  return image_hw[shave:image_hw.shape[0] - shave,
+                  shave:image_hw.shape[1] - shave]
+
+
 def y_psnr_ssim(reference_01: np.ndarray, test_01: np.ndarray,
                 shave: int, shift_rc: tuple[float, float] = (0.0, 0.0)
                 ) -> dict[str, float]:
@@ -105,14 +119,10 @@ def y_psnr_ssim(reference_01: np.ndarray, test_01: np.ndarray,
   Returns:
     {'psnr': dB, 'ssim': in [-1, 1]}.
   """
-  height = min(reference_01.shape[0], test_01.shape[0])
-  width = min(reference_01.shape[1], test_01.shape[1])
-  reference = luma(reference_01[:height, :width])
-  test = luma(np.clip(test_01[:height, :width], 0, 1))
+  reference, test = _common_lumas(reference_01, test_01)
   if any(shift_rc):
     test = shift_spline(test, shift_rc)
-  inner = lambda y: y[shave:height - shave, shave:width - shave]
-  reference, test = inner(reference), inner(test)
+  reference, test = _shaved(reference, shave), _shaved(test, shave)
   mse = float(np.mean((reference - test)**2))
   ssim = skmetrics.structural_similarity(
       reference, test, data_range=1.0, gaussian_weights=True, sigma=1.5,
@@ -144,15 +154,12 @@ def aligned_y_psnr_ssim(reference_01: np.ndarray, test_01: np.ndarray,
   """
   shave = aligned_shave(scale, max_shift)
   grid = np.arange(-max_shift, max_shift + 1e-9, 0.25)
-  height = min(reference_01.shape[0], test_01.shape[0])
-  width = min(reference_01.shape[1], test_01.shape[1])
-  reference = luma(reference_01[:height, :width])
-  test = luma(np.clip(test_01[:height, :width], 0, 1))
-  inner = lambda y: y[shave:height - shave, shave:width - shave]
+  reference, test = _common_lumas(reference_01, test_01)
+  reference_inner = _shaved(reference, shave)
 
   def mse(shift_rc):
-    shifted = shift_spline(test, shift_rc)
-    return float(np.mean((inner(reference) - inner(shifted))**2))
+    shifted = _shaved(shift_spline(test, shift_rc), shave)
+    return float(np.mean((reference_inner - shifted)**2))
 
   best = min(((r, c) for r in grid for c in grid), key=mse)
   scores = y_psnr_ssim(reference_01, test_01, shave, best)
@@ -167,8 +174,8 @@ def zssr_config() -> ZSSRConfig:
 
 
 def run_or_load(path: str, compute) -> tuple[np.ndarray, float]:
-  """compute()'s image and run time (s), saved to `path` (.npz); with
-  --reuse_sr, what an earlier run saved there.
+  """compute()'s image and run time (s), saved to `path` (.npz, in an
+  existing folder); with --reuse_sr, what an earlier run saved there.
   """
   if _REUSE.value and os.path.exists(path):
     saved = np.load(path)
@@ -176,17 +183,23 @@ def run_or_load(path: str, compute) -> tuple[np.ndarray, float]:
   start = time.perf_counter()
   image = np.asarray(compute(), np.float32)
   seconds = time.perf_counter() - start
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  np.savez(path, image=image, seconds=seconds)
+  with open(path + ".partial", "wb") as file:  # No half-written cache.
+    np.savez(file, image=image, seconds=seconds)
+  os.replace(path + ".partial", path)
   return image, seconds
+
+
+def kernelgan_kernel_path(save_prefix: str) -> str:
+  """Where `super_resolve_all` keeps KernelGAN's x2 kernel."""
+  return f"{save_prefix}_kernelgan_x2.npy"
 
 
 def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
                       config: ZSSRConfig, save_prefix: str
                       ) -> dict[str, tuple[np.ndarray, float]]:
   """Each requested method's SR image of `lr` and its run time (s), saved
-  as `<save_prefix>_<method>.npz` (and KernelGAN's x2 kernel as
-  `<save_prefix>_kernelgan_x2.npy`).
+  as `<save_prefix>_<method>.npz` (and KernelGAN's x2 kernel at
+  `kernelgan_kernel_path(save_prefix)`).
   """
   x4 = scale == 4
   seed = _SEED.value
@@ -202,7 +215,7 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
   def zssr_kernelgan():
     estimate = estimate_kernel(
         lr, get_config(max_iters=_KERNELGAN_ITERS.value), seed=seed)
-    np.save(f"{save_prefix}_kernelgan_x2.npy", estimate.kernel_x2)
+    np.save(kernelgan_kernel_path(save_prefix), estimate.kernel_x2)
     return zssr(estimate.kernel_x2)
 
   runs = {
@@ -279,10 +292,10 @@ def main(argv: Sequence[str]) -> None:
       raise app.UsageError(f"{_SET_DIR.value} has no x4 LR images; build "
                            "the set with --x4.")
     row = {"name": example.name, "lr_shape": list(lr.shape)}
+    save_prefix = os.path.join(sr_dir, example.name)
     try:
-      results = super_resolve_all(
-          lr, example.kernel_x2, scale, config,
-          os.path.join(sr_dir, example.name))
+      results = super_resolve_all(lr, example.kernel_x2, scale, config,
+                                  save_prefix)
     except ImageError as error:  # E.g. an x4 LR image too small for G.
       skipped.append(f"{example.name}: {error}")
       print(f"skipped {skipped[-1]}", flush=True)
@@ -292,7 +305,7 @@ def main(argv: Sequence[str]) -> None:
                                     _MAX_SHIFT.value)
       row[method] = dict(y_psnr_ssim(example.hr, image, scale),
                          aligned=aligned, seconds=seconds)
-    kernelgan_x2 = os.path.join(sr_dir, f"{example.name}_kernelgan_x2.npy")
+    kernelgan_x2 = kernelgan_kernel_path(save_prefix)
     if "zssr_kernelgan" in results and os.path.exists(kernelgan_x2):
       row["kernelgan_kernel_error"] = metrics.kernel_error(
           np.load(kernelgan_x2), example.kernel_x2)
