@@ -14,7 +14,7 @@ rgb2ycbcr), the border shaved by the scale factor, of
   - ZSSR with the ground-truth kernel (the ceiling).
 With --x4 the x4 LR images are used, the x4 kernels being the analytic x4 of
 the x2 kernels (the DIV2KRK x4 images apply the x2 kernel twice). Writes
-benchmarks/results/zssr-<preset>-x<scale>-<device>-<date>.{json,md}.
+benchmarks/results/zssr-<preset>-x<scale>[-<tag>]-<device>-<date>.{json,md}.
 """
 
 import dataclasses
@@ -66,6 +66,9 @@ _REUSE = flags.DEFINE_bool(
 _MAX_SHIFT = flags.DEFINE_float(
     "max_shift", 2.0, "Largest global shift (HR px) the aligned scores "
     "search, in steps of 1/4 px.", lower_bound=0.0)
+_TAG = flags.DEFINE_string(
+    "tag", "", "Appended to the results' file names (e.g. the set's name), "
+    "so runs on different sets on one day do not overwrite each other.")
 
 # MATLAB rgb2ycbcr luma for [0, 1] RGB.
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
@@ -317,8 +320,9 @@ def main(argv: Sequence[str]) -> None:
               kernelgan_iters=_KERNELGAN_ITERS.value, seed=_SEED.value,
               methods=_METHODS.value, max_shift=_MAX_SHIFT.value,
               skipped=skipped)
+  tag = f"-{_TAG.value}" if _TAG.value else ""
   machine.save_results(
-      _OUT.value, f"zssr-{_PRESET.value}-x{scale}-{meta['device']}-"
+      _OUT.value, f"zssr-{_PRESET.value}-x{scale}{tag}-{meta['device']}-"
       f"{meta['date']}", meta, rows, markdown(rows, meta))
 
 

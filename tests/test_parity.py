@@ -26,6 +26,7 @@ STEPS = 3
 # D's last bias, ~5e-5).
 GRAD_RTOL = 3e-4
 FREE_ITERS = 12
+FLOAT64_STEPS = 5
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,13 @@ def stepwise_native(inputs):
 @pytest.fixture(scope="module")
 def stepwise_scaled(inputs):
   return parity.stepwise_compare(*inputs, iters=STEPS, g_scale=G_SCALE)
+
+
+@pytest.fixture(scope="module")
+def stepwise_float64(inputs):
+  """Teacher-forced against a float64 torch: the JAX side's float32 error."""
+  return parity.stepwise_compare(*inputs, iters=FLOAT64_STEPS,
+                                 g_scale=G_SCALE, torch_dtype=torch.float64)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +117,18 @@ def test_stepwise_discriminator_gradients_match(stepwise_scaled):
   for key, rel in grads.items():
     if key.startswith("D/"):
       assert rel < GRAD_RTOL, (key, rel)
+
+
+def test_discriminator_gradients_match_a_float64_reference(stepwise_float64):
+  """JAX's float32 D gradients are within 1e-4 of float64's over 5 steps
+  (worst: D's last bias, ~2e-5). At step 5 of these inputs both float32
+  implementations, torch's included, are off by ~1e-2: one of D's ReLU
+  inputs is 9e-8, so rounding decides which side of the kink it falls on
+  (see `benchmarks/parity.py`).
+  """
+  grads = _compared(stepwise_float64["grad_rel"], stepwise_float64)
+  for key, rel in grads.items():
+    assert rel < 1e-4, (key, rel)
 
 
 def test_free_running_kernel_and_losses_track(free_scaled):
