@@ -231,23 +231,42 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
           for method in _METHODS.value}
 
 
+# The rows whose PSNR gap KernelGAN's kernel should close (paper, Sec. 5):
+# ZSSR with the bicubic kernel, with KernelGAN's, with the true kernel.
+GAP_METHODS = ("zssr_bicubic", "zssr_kernelgan", "zssr_true")
+
+
+def gap_closed(psnr: dict[str, float]) -> float:
+  """The fraction of the PSNR gap from ZSSR with the bicubic kernel to ZSSR
+  with the true kernel that ZSSR with KernelGAN's kernel closes.
+  """
+  low, ours, high = (psnr[m] for m in GAP_METHODS)
+  return (ours - low) / (high - low)
+
+
 def _table(rows: list[dict], methods: list[str], scores) -> list[str]:
-  """Rows of PSNR / SSIM cells, `scores(row[method])` giving the dict."""
+  """Rows of PSNR / SSIM cells, `scores(row[method])` giving the dict; with
+  all of `GAP_METHODS`, a column of `gap_closed`.
+  """
+  with_gap = all(m in methods for m in GAP_METHODS)
+  gap = lambda psnr: f" | {gap_closed(psnr):.0%}" if with_gap else ""
   lines = ["| image | LR size | " + " | ".join(methods)
+           + (" | KernelGAN closes" if with_gap else "")
            + " | KernelGAN kernel error | seconds |",
-           "|---|---|" + "---|" * len(methods) + "---|---|"]
+           "|---|---|" + "---|" * (len(methods) + with_gap) + "---|---|"]
   cell = lambda m: f"{m['psnr']:.2f} / {m['ssim']:.4f}"
   for r in rows:
     seconds = sum(r[m]["seconds"] for m in methods)
     lines.append(
         f"| {r['name']} | {r['lr_shape'][1]}x{r['lr_shape'][0]} | "
         + " | ".join(cell(scores(r[m])) for m in methods)
+        + gap({m: scores(r[m])["psnr"] for m in methods})
         + f" | {r.get('kernelgan_kernel_error', float('nan')):.3f}"
         + f" | {seconds:.0f} |")
   mean = {m: {k: float(np.mean([scores(r[m])[k] for r in rows]))
               for k in ("psnr", "ssim")} for m in methods}
   lines.append("| **mean** | | " + " | ".join(cell(mean[m]) for m in methods)
-               + " | | |")
+               + gap({m: mean[m]["psnr"] for m in methods}) + " | | |")
   return lines
 
 

@@ -74,3 +74,30 @@ def test_markdown_shows_plain_and_aligned_tables():
   assert "| cat | 12x10 | 21.00 / 0.5000 | 0.100 | 1 |" in text
   assert "border shaved 4 px" in text
   assert "cat: bicubic (+0.50, -0.25)" in text
+
+
+def test_gap_closed_is_the_fraction_of_the_zssr_psnr_gap():
+  assert zssr_eval.gap_closed(
+      {"zssr_bicubic": 30.0, "zssr_kernelgan": 31.0, "zssr_true": 34.0}
+  ) == pytest.approx(0.25)
+  assert zssr_eval.gap_closed(
+      {"zssr_bicubic": 30.0, "zssr_kernelgan": 29.0, "zssr_true": 32.0}
+  ) == pytest.approx(-0.5)
+
+
+def test_markdown_has_a_gap_column_with_all_three_zssr_rows():
+  psnrs = {"bicubic": 29.0, "zssr_bicubic": 30.0, "zssr_kernelgan": 31.0,
+           "zssr_true": 34.0}
+  scores = lambda p: dict(psnr=p, ssim=0.5, shift_row=0.0, shift_col=0.0)
+  rows = [{"name": "cat", "lr_shape": [10, 12, 3],
+           **{m: dict(scores(p), seconds=1.0, aligned=scores(p + 1.0))
+              for m, p in psnrs.items()}}]
+  meta = {"methods": list(psnrs), "scale": 2, "max_shift": 2.0,
+          "skipped": [], "set": "s", "preset": "fast", "zssr_max_iters": 9,
+          "zssr_crop": 64, "kernelgan_iters": 3, "seed": 0, "device": "cpu",
+          "date": "today"}
+  text = zssr_eval.markdown(rows, meta)
+  assert "| KernelGAN closes |" in text
+  assert "| 31.00 / 0.5000 | 34.00 / 0.5000 | 25% | nan | 4 |" in text
+  assert "| **mean** | | 29.00 / 0.5000 | 30.00 / 0.5000 | 31.00 / 0.5000 " \
+         "| 34.00 / 0.5000 | 25% | | |" in text
