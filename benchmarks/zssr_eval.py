@@ -238,10 +238,11 @@ GAP_METHODS = ("zssr_bicubic", "zssr_kernelgan", "zssr_true")
 
 def gap_closed(psnr: dict[str, float]) -> float:
   """The fraction of the PSNR gap from ZSSR with the bicubic kernel to ZSSR
-  with the true kernel that ZSSR with KernelGAN's kernel closes.
+  with the true kernel that ZSSR with KernelGAN's kernel closes; NaN where
+  the true kernel does not score above the bicubic one (no gap to close).
   """
   low, ours, high = (psnr[m] for m in GAP_METHODS)
-  return (ours - low) / (high - low)
+  return (ours - low) / (high - low) if high > low else math.nan
 
 
 def _table(rows: list[dict], methods: list[str], scores) -> list[str]:
@@ -249,7 +250,11 @@ def _table(rows: list[dict], methods: list[str], scores) -> list[str]:
   all of `GAP_METHODS`, a column of `gap_closed`.
   """
   with_gap = all(m in methods for m in GAP_METHODS)
-  gap = lambda psnr: f" | {gap_closed(psnr):.0%}" if with_gap else ""
+  def gap(psnr: dict[str, float]) -> str:
+    if not with_gap:
+      return ""
+    closed = gap_closed(psnr)
+    return " | no gap" if math.isnan(closed) else f" | {closed:.0%}"
   lines = ["| image | LR size | " + " | ".join(methods)
            + (" | KernelGAN closes" if with_gap else "")
            + " | KernelGAN kernel error | seconds |",

@@ -1,5 +1,7 @@
 """The SR scores of benchmarks/zssr_eval.py: plain and shift-aligned."""
 
+import math
+
 import numpy as np
 from scipy import ndimage
 import pytest
@@ -83,6 +85,8 @@ def test_gap_closed_is_the_fraction_of_the_zssr_psnr_gap():
   assert zssr_eval.gap_closed(
       {"zssr_bicubic": 30.0, "zssr_kernelgan": 29.0, "zssr_true": 32.0}
   ) == pytest.approx(-0.5)
+  assert math.isnan(zssr_eval.gap_closed(
+      {"zssr_bicubic": 30.0, "zssr_kernelgan": 29.0, "zssr_true": 29.5}))
 
 
 def test_markdown_has_a_gap_column_with_all_three_zssr_rows():
