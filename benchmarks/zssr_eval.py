@@ -231,8 +231,8 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
           for method in _METHODS.value}
 
 
-# The rows whose PSNR gap KernelGAN's kernel should close (paper, Sec. 5):
-# ZSSR with the bicubic kernel, with KernelGAN's, with the true kernel.
+# The rows whose PSNR gap KernelGAN's kernel should close, as the paper
+# claims: ZSSR with the bicubic kernel, with KernelGAN's, with the true one.
 GAP_METHODS = ("zssr_bicubic", "zssr_kernelgan", "zssr_true")
 
 
