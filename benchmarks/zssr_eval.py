@@ -122,10 +122,15 @@ def y_psnr_ssim(reference_01: np.ndarray, test_01: np.ndarray,
   Returns:
     {'psnr': dB, 'ssim': in [-1, 1]}.
   """
-  reference, test = _common_lumas(reference_01, test_01)
+  return _y_scores(*_common_lumas(reference_01, test_01), shave, shift_rc)
+
+
+def _y_scores(reference_y: np.ndarray, test_y: np.ndarray, shave: int,
+              shift_rc: tuple[float, float]) -> dict[str, float]:
+  """`y_psnr_ssim` of lumas already cropped to a common size."""
   if any(shift_rc):
-    test = shift_spline(test, shift_rc)
-  reference, test = _shaved(reference, shave), _shaved(test, shave)
+    test_y = shift_spline(test_y, shift_rc)
+  reference, test = _shaved(reference_y, shave), _shaved(test_y, shave)
   mse = float(np.mean((reference - test)**2))
   ssim = skmetrics.structural_similarity(
       reference, test, data_range=1.0, gaussian_weights=True, sigma=1.5,
@@ -165,7 +170,7 @@ def aligned_y_psnr_ssim(reference_01: np.ndarray, test_01: np.ndarray,
     return float(np.mean((reference_inner - shifted)**2))
 
   best = min(((r, c) for r in grid for c in grid), key=mse)
-  scores = y_psnr_ssim(reference_01, test_01, shave, best)
+  scores = _y_scores(reference, test, shave, best)
   return dict(scores, shift_row=float(best[0]), shift_col=float(best[1]))
 
 
