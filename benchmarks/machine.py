@@ -48,9 +48,21 @@ def save_results(results_dir: str, stem: str, meta: dict, rows: list,
   """
   os.makedirs(results_dir, exist_ok=True)
   path = os.path.join(results_dir, stem)
-  with open(path + ".json", "w") as f:
-    json.dump({"meta": meta, "rows": rows}, f, indent=1)
-  with open(path + ".md", "w") as f:
-    f.write(table)
+  _write_atomically(path + ".json",
+                    json.dumps({"meta": meta, "rows": rows}, indent=1))
+  _write_atomically(path + ".md", table)
   print(table)
   return path
+
+
+def _write_atomically(path: str, text: str) -> None:
+  """Writes `text` to `path` via a temporary file, so that an interrupted
+  run never leaves a half-written results file."""
+  staging = f"{path}.{os.getpid()}.tmp"
+  try:
+    with open(staging, "w") as f:
+      f.write(text)
+    os.replace(staging, path)
+  finally:
+    if os.path.exists(staging):
+      os.remove(staging)

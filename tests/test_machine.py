@@ -1,0 +1,29 @@
+"""Tests for benchmarks/machine.py: how benchmark figures are recorded."""
+
+import json
+import os
+
+import pytest
+
+from benchmarks import machine
+
+
+def test_save_results_writes_json_and_markdown(tmp_path, capsys):
+  path = machine.save_results(str(tmp_path / "results"), "run", {"a": 1},
+                              [{"x": 2.5}], "| x |\n|---|\n| 2.5 |\n")
+  with open(path + ".json") as f:
+    assert json.load(f) == {"meta": {"a": 1}, "rows": [{"x": 2.5}]}
+  with open(path + ".md") as f:
+    assert f.read() == "| x |\n|---|\n| 2.5 |\n"
+  assert sorted(os.listdir(tmp_path / "results")) == ["run.json", "run.md"]
+  assert "| 2.5 |" in capsys.readouterr().out
+
+
+def test_save_results_leaves_earlier_files_whole_on_failure(tmp_path):
+  machine.save_results(str(tmp_path), "run", {}, [{"x": 1}], "old\n")
+  with pytest.raises(TypeError):
+    machine.save_results(str(tmp_path), "run", {}, [{"x": object()}], "new\n")
+  with open(tmp_path / "run.json") as f:
+    assert json.load(f)["rows"] == [{"x": 1}]
+  assert (tmp_path / "run.md").read_text() == "old\n"
+  assert sorted(os.listdir(tmp_path)) == ["run.json", "run.md"]
