@@ -62,7 +62,8 @@ _OUT = flags.DEFINE_string("results_dir", "benchmarks/results",
                            "Where the JSON and markdown go.")
 _REUSE = flags.DEFINE_bool(
     "reuse_sr", False, "Score the SR images a previous run saved in "
-    "<set_dir>/SR/ instead of computing them again.")
+    "<set_dir>/SR/ instead of computing them again, and compute only the "
+    "missing ones: this also resumes an interrupted run.")
 _MAX_SHIFT = flags.DEFINE_float(
     "max_shift", 2.0, "Largest global shift (HR px) the aligned scores "
     "search, in steps of 1/4 px.", lower_bound=0.0)
