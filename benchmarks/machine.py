@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import platform
+from typing import IO, Callable
 
 import jax
 
@@ -48,20 +49,21 @@ def save_results(results_dir: str, stem: str, meta: dict, rows: list,
   """
   os.makedirs(results_dir, exist_ok=True)
   path = os.path.join(results_dir, stem)
-  _write_atomically(path + ".json",
-                    json.dumps({"meta": meta, "rows": rows}, indent=1))
-  _write_atomically(path + ".md", table)
+  write_atomically(path + ".json", lambda f: json.dump(
+      {"meta": meta, "rows": rows}, f, indent=1))
+  write_atomically(path + ".md", lambda f: f.write(table))
   print(table)
   return path
 
 
-def _write_atomically(path: str, text: str) -> None:
-  """Writes `text` to `path` via a temporary file, so that an interrupted
-  run never leaves a half-written results file."""
+def write_atomically(path: str, write: Callable[[IO], object],
+                     binary: bool = False) -> None:
+  """Calls `write(file)` on a temporary file, then moves it to `path`, so
+  that an interrupted or failing run never leaves a half-written file."""
   staging = f"{path}.{os.getpid()}.tmp"
   try:
-    with open(staging, "w") as f:
-      f.write(text)
+    with open(staging, "wb" if binary else "w") as f:
+      write(f)
     os.replace(staging, path)
   finally:
     if os.path.exists(staging):

@@ -192,9 +192,8 @@ def run_or_load(path: str, compute) -> tuple[np.ndarray, float]:
   start = time.perf_counter()
   image = np.asarray(compute(), np.float32)
   seconds = time.perf_counter() - start
-  with open(path + ".partial", "wb") as file:  # No half-written cache.
-    np.savez(file, image=image, seconds=seconds)
-  os.replace(path + ".partial", path)
+  machine.write_atomically(  # No half-written cache.
+      path, lambda f: np.savez(f, image=image, seconds=seconds), binary=True)
   return image, seconds
 
 

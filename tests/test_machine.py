@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from benchmarks import machine
@@ -27,3 +28,14 @@ def test_save_results_leaves_earlier_files_whole_on_failure(tmp_path):
     assert json.load(f)["rows"] == [{"x": 1}]
   assert (tmp_path / "run.md").read_text() == "old\n"
   assert sorted(os.listdir(tmp_path)) == ["run.json", "run.md"]
+
+
+def test_write_atomically_binary_writes_a_readable_npz(tmp_path):
+  path = str(tmp_path / "cache.npz")
+  machine.write_atomically(
+      path, lambda f: np.savez(f, image=np.arange(6.0), seconds=1.5),
+      binary=True)
+  saved = np.load(path)
+  np.testing.assert_array_equal(saved["image"], np.arange(6.0))
+  assert float(saved["seconds"]) == 1.5
+  assert os.listdir(tmp_path) == ["cache.npz"]
