@@ -13,7 +13,9 @@ rgb2ycbcr), the border shaved by the scale factor, of
     2019), the paper's "KernelGAN + ZSSR",
   - ZSSR with the ground-truth kernel (the ceiling).
 With --x4 the x4 LR images are used, the x4 kernels being the analytic x4 of
-the x2 kernels (the DIV2KRK x4 images apply the x2 kernel twice). Writes
+the x2 kernels (the DIV2KRK x4 images apply the x2 kernel twice). With
+--kernelgan_seeds=N, KernelGAN's kernel is the seed ensemble's
+(`kernelgan_jax.ensemble`; pass --reuse_sr to keep the other columns). Writes
 benchmarks/results/zssr-<preset>-x<scale>[-<tag>]-<device>-<date>.{json,md}.
 """
 
@@ -31,7 +33,9 @@ from scipy import ndimage
 from skimage import metrics as skmetrics
 
 from benchmarks import machine
+from kernelgan_jax import batch
 from kernelgan_jax import div2krk
+from kernelgan_jax import ensemble
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
 from kernelgan_jax.config import get_config
@@ -55,6 +59,13 @@ _ZSSR_ITERS = flags.DEFINE_integer("zssr_iters", None,
 _KERNELGAN_ITERS = flags.DEFINE_integer("kernelgan_iters", 3000,
                                         "KernelGAN training iterations.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of KernelGAN and ZSSR.")
+_KERNELGAN_SEEDS = flags.DEFINE_integer(
+    "kernelgan_seeds", 1, "KernelGAN runs per image (seeds seed, seed+1, "
+    "...), trained together; several are combined with --ensemble_method.",
+    lower_bound=1)
+_ENSEMBLE_METHOD = flags.DEFINE_enum(
+    "ensemble_method", "median", list(ensemble.METHODS),
+    "How several seeds' x2 kernels are combined (kernelgan_jax.ensemble).")
 _METHODS = flags.DEFINE_list(
     "methods", ["bicubic", "zssr_bicubic", "zssr_kernelgan", "zssr_true"],
     "Which columns to compute.")
@@ -197,9 +208,27 @@ def run_or_load(path: str, compute) -> tuple[np.ndarray, float]:
   return image, seconds
 
 
-def kernelgan_kernel_path(save_prefix: str) -> str:
+def kernelgan_suffix(seeds: int, method: str) -> str:
+  """Tells a seed ensemble's cached files from the single seed's."""
+  return "" if seeds == 1 else f"-seeds{seeds}-{method}"
+
+
+def kernelgan_kernel_path(save_prefix: str, suffix: str = "") -> str:
   """Where `super_resolve_all` keeps KernelGAN's x2 kernel."""
-  return f"{save_prefix}_kernelgan_x2.npy"
+  return f"{save_prefix}_kernelgan_x2{suffix}.npy"
+
+
+def kernelgan_x2(lr: np.ndarray, seed: int, seeds: int, method: str
+                 ) -> np.ndarray:
+  """KernelGAN's x2 kernel of `lr`: one seed's, or `seeds` seeds (trained
+  together under vmap) combined with `method` (`ensemble.combine`).
+  """
+  config = get_config(max_iters=_KERNELGAN_ITERS.value)
+  if seeds == 1:
+    return estimate_kernel(lr, config, seed=seed).kernel_x2
+  [estimates] = batch.estimate_kernels([lr], config,
+                                       range(seed, seed + seeds))
+  return ensemble.combine_estimates(estimates, method).kernel_x2
 
 
 def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
@@ -207,10 +236,11 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
                       ) -> dict[str, tuple[np.ndarray, float]]:
   """Each requested method's SR image of `lr` and its run time (s), saved
   as `<save_prefix>_<method>.npz` (and KernelGAN's x2 kernel at
-  `kernelgan_kernel_path(save_prefix)`).
+  `kernelgan_kernel_path`); KernelGAN's files carry `kernelgan_suffix`.
   """
   x4 = scale == 4
   seed = _SEED.value
+  suffix = kernelgan_suffix(_KERNELGAN_SEEDS.value, _ENSEMBLE_METHOD.value)
 
   def zssr(kernel_x2):
     kernel_x4 = None
@@ -221,10 +251,10 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
                          config=config, seed=seed)
 
   def zssr_kernelgan():
-    estimate = estimate_kernel(
-        lr, get_config(max_iters=_KERNELGAN_ITERS.value), seed=seed)
-    np.save(kernelgan_kernel_path(save_prefix), estimate.kernel_x2)
-    return zssr(estimate.kernel_x2)
+    kernel_x2 = kernelgan_x2(lr, seed, _KERNELGAN_SEEDS.value,
+                             _ENSEMBLE_METHOD.value)
+    np.save(kernelgan_kernel_path(save_prefix, suffix), kernel_x2)
+    return zssr(kernel_x2)
 
   runs = {
       "bicubic": lambda: np.asarray(imresize(lr, float(scale))),
@@ -232,7 +262,9 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
       "zssr_kernelgan": zssr_kernelgan,
       "zssr_true": lambda: zssr(true_x2),
   }
-  return {method: run_or_load(f"{save_prefix}_{method}.npz", runs[method])
+  file_suffix = lambda m: suffix if m == "zssr_kernelgan" else ""
+  return {method: run_or_load(f"{save_prefix}_{method}{file_suffix(method)}"
+                              ".npz", runs[method])
           for method in _METHODS.value}
 
 
@@ -280,6 +312,14 @@ def _table(rows: list[dict], methods: list[str], scores) -> list[str]:
   return lines
 
 
+def _ensemble_words(meta: dict) -> str:
+  seeds = meta.get("kernelgan_seeds", 1)
+  if seeds == 1:
+    return ""
+  return (f" (KernelGAN: {meta['ensemble_method']} of the x2 kernels of "
+          f"seeds {meta['seed']}..{meta['seed'] + seeds - 1})")
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
   """Two PSNR / SSIM tables (as scored, and at each result's best global
   shift), one row per image plus the mean.
@@ -292,7 +332,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
       f"x{meta['scale']} SR on a DIV2KRK-protocol set ({meta['set']}), ZSSR "
       f"preset {meta['preset']} ({meta['zssr_max_iters']} max iterations, "
       f"crop {meta['zssr_crop']}), KernelGAN {meta['kernelgan_iters']} "
-      f"iterations, seed {meta['seed']}, {meta['device']}, {meta['date']}. "
+      f"iterations, seed {meta['seed']}{_ensemble_words(meta)}, "
+      f"{meta['device']}, {meta['date']}. "
       f"Y-channel PSNR (dB) / SSIM, {meta['scale']}-px border shaved.",
       "", *_table(rows, methods, lambda m: m), "",
       f"At each result's best global shift (1/4-px grid within "
@@ -337,16 +378,20 @@ def main(argv: Sequence[str]) -> None:
                                     _MAX_SHIFT.value)
       row[method] = dict(y_psnr_ssim(example.hr, image, scale),
                          aligned=aligned, seconds=seconds)
-    kernelgan_x2 = kernelgan_kernel_path(save_prefix)
-    if "zssr_kernelgan" in results and os.path.exists(kernelgan_x2):
+    kernel_path = kernelgan_kernel_path(
+        save_prefix,
+        kernelgan_suffix(_KERNELGAN_SEEDS.value, _ENSEMBLE_METHOD.value))
+    if "zssr_kernelgan" in results and os.path.exists(kernel_path):
       row["kernelgan_kernel_error"] = metrics.kernel_error(
-          np.load(kernelgan_x2), example.kernel_x2)
+          np.load(kernel_path), example.kernel_x2)
     rows.append(row)
     print(json.dumps(row), flush=True)
   meta = dict(machine.describe(), set=_SET_DIR.value, scale=scale,
               preset=_PRESET.value, zssr_max_iters=config.max_iters,
               zssr_crop=config.crop_size,
               kernelgan_iters=_KERNELGAN_ITERS.value, seed=_SEED.value,
+              kernelgan_seeds=_KERNELGAN_SEEDS.value,
+              ensemble_method=_ENSEMBLE_METHOD.value,
               methods=_METHODS.value, max_shift=_MAX_SHIFT.value,
               skipped=skipped)
   tag = f"-{_TAG.value}" if _TAG.value else ""

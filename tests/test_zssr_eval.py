@@ -101,7 +101,21 @@ def test_markdown_has_a_gap_column_with_all_three_zssr_rows():
           "zssr_crop": 64, "kernelgan_iters": 3, "seed": 0, "device": "cpu",
           "date": "today"}
   text = zssr_eval.markdown(rows, meta)
+  assert "seed 0, cpu," in text
   assert "| KernelGAN closes |" in text
   assert "| 31.00 / 0.5000 | 34.00 / 0.5000 | 25% | nan | 4 |" in text
   assert "| **mean** | | 29.00 / 0.5000 | 30.00 / 0.5000 | 31.00 / 0.5000 " \
          "| 34.00 / 0.5000 | 25% | | |" in text
+  ensemble_text = zssr_eval.markdown(
+      rows, dict(meta, kernelgan_seeds=3, ensemble_method="median"))
+  assert "seed 0 (KernelGAN: median of the x2 kernels of seeds 0..2)" \
+      in ensemble_text
+
+
+def test_a_seed_ensemble_caches_apart_from_the_single_seed():
+  single = zssr_eval.kernelgan_suffix(1, "median")
+  ensemble = zssr_eval.kernelgan_suffix(3, "median")
+  assert single == ""
+  assert len({zssr_eval.kernelgan_kernel_path("d/cat", s)
+              for s in (single, ensemble,
+                        zssr_eval.kernelgan_suffix(3, "mean"))}) == 3
