@@ -68,7 +68,14 @@ _ENSEMBLE_METHOD = flags.DEFINE_enum(
     "How several seeds' x2 kernels are combined (kernelgan_jax.ensemble).")
 _METHODS = flags.DEFINE_list(
     "methods", ["bicubic", "zssr_bicubic", "zssr_kernelgan", "zssr_true"],
-    "Which columns to compute.")
+    "Which columns to compute; also zssr_true_post_processed: ZSSR with the "
+    "true kernel put through the original's post-processing as if it were "
+    "KernelGAN's raw kernel, the best a KernelGAN kernel can do.")
+METHODS = ("bicubic", "zssr_bicubic", "zssr_kernelgan", "zssr_true",
+           "zssr_true_post_processed")
+flags.register_validator(
+    "methods", lambda methods: set(methods) <= set(METHODS),
+    f"--methods must be among {', '.join(METHODS)}.")
 _OUT = flags.DEFINE_string("results_dir", "benchmarks/results",
                            "Where the JSON and markdown go.")
 _REUSE = flags.DEFINE_bool(
@@ -208,6 +215,18 @@ def run_or_load(path: str, compute) -> tuple[np.ndarray, float]:
   return image, seconds
 
 
+# The side of KernelGAN's raw kernel (spec 7.1), which post-processing takes.
+RAW_KERNEL_SIZE = 13
+
+
+def post_processed_as_raw(kernel: np.ndarray) -> np.ndarray:
+  """`kernel.post_process` of an odd kernel, zero-padded to the raw kernel's
+  size first if smaller: what becomes of it in KernelGAN's output.
+  """
+  pad = max(0, (RAW_KERNEL_SIZE - kernel.shape[0]) // 2)
+  return kernel_lib.post_process(np.pad(kernel, pad))
+
+
 def kernelgan_suffix(seeds: int, method: str) -> str:
   """Tells a seed ensemble's cached files from the single seed's."""
   return "" if seeds == 1 else f"-seeds{seeds}-{method}"
@@ -261,6 +280,8 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
       "zssr_bicubic": lambda: zssr(None),
       "zssr_kernelgan": zssr_kernelgan,
       "zssr_true": lambda: zssr(true_x2),
+      "zssr_true_post_processed": lambda: zssr(
+          post_processed_as_raw(true_x2)),
   }
   file_suffix = lambda m: suffix if m == "zssr_kernelgan" else ""
   return {method: run_or_load(f"{save_prefix}_{method}{file_suffix(method)}"
