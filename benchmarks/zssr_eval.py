@@ -70,7 +70,7 @@ _METHODS = flags.DEFINE_list(
     "methods", ["bicubic", "zssr_bicubic", "zssr_kernelgan", "zssr_true"],
     "Which columns to compute; also zssr_true_post_processed: ZSSR with the "
     "true kernel put through the original's post-processing as if it were "
-    "KernelGAN's raw kernel, the best a KernelGAN kernel can do.")
+    "KernelGAN's raw kernel: what a perfect raw estimate would give.")
 METHODS = ("bicubic", "zssr_bicubic", "zssr_kernelgan", "zssr_true",
            "zssr_true_post_processed")
 flags.register_validator(
