@@ -38,6 +38,7 @@ from kernelgan_jax import div2krk
 from kernelgan_jax import ensemble
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
+from kernelgan_jax.config import Config
 from kernelgan_jax.config import get_config
 from kernelgan_jax.data import ImageError
 from kernelgan_jax.estimate import estimate_kernel
@@ -215,16 +216,18 @@ def run_or_load(path: str, compute) -> tuple[np.ndarray, float]:
   return image, seconds
 
 
-# The side of KernelGAN's raw kernel (spec 7.1), which post-processing takes.
-RAW_KERNEL_SIZE = 13
+def kernelgan_config() -> Config:
+  """The settings KernelGAN runs with here."""
+  return get_config(max_iters=_KERNELGAN_ITERS.value)
 
 
-def post_processed_as_raw(kernel: np.ndarray) -> np.ndarray:
+def post_processed_as_raw(kernel: np.ndarray, config: Config) -> np.ndarray:
   """`kernel.post_process` of an odd kernel, zero-padded to the raw kernel's
-  size first if smaller: what becomes of it in KernelGAN's output.
+  size (`config.g_kernel_size`) first if smaller: what becomes of it in
+  KernelGAN's output, as `estimate` post-processes.
   """
-  pad = max(0, (RAW_KERNEL_SIZE - kernel.shape[0]) // 2)
-  return kernel_lib.post_process(np.pad(kernel, pad))
+  pad = max(0, (config.g_kernel_size - kernel.shape[0]) // 2)
+  return kernel_lib.post_process(np.pad(kernel, pad), config.n_filtering)
 
 
 def kernelgan_suffix(seeds: int, method: str) -> str:
@@ -242,7 +245,7 @@ def kernelgan_x2(lr: np.ndarray, seed: int, seeds: int, method: str
   """KernelGAN's x2 kernel of `lr`: one seed's, or `seeds` seeds (trained
   together under vmap) combined with `method` (`ensemble.combine`).
   """
-  config = get_config(max_iters=_KERNELGAN_ITERS.value)
+  config = kernelgan_config()
   if seeds == 1:
     return estimate_kernel(lr, config, seed=seed).kernel_x2
   [estimates] = batch.estimate_kernels([lr], config,
@@ -251,15 +254,15 @@ def kernelgan_x2(lr: np.ndarray, seed: int, seeds: int, method: str
 
 
 def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
-                      config: ZSSRConfig, save_prefix: str
+                      config: ZSSRConfig, save_prefix: str, suffix: str
                       ) -> dict[str, tuple[np.ndarray, float]]:
   """Each requested method's SR image of `lr` and its run time (s), saved
   as `<save_prefix>_<method>.npz` (and KernelGAN's x2 kernel at
-  `kernelgan_kernel_path`); KernelGAN's files carry `kernelgan_suffix`.
+  `kernelgan_kernel_path`); KernelGAN's files carry `suffix`
+  (`kernelgan_suffix`).
   """
   x4 = scale == 4
   seed = _SEED.value
-  suffix = kernelgan_suffix(_KERNELGAN_SEEDS.value, _ENSEMBLE_METHOD.value)
 
   def zssr(kernel_x2):
     kernel_x4 = None
@@ -281,7 +284,7 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
       "zssr_kernelgan": zssr_kernelgan,
       "zssr_true": lambda: zssr(true_x2),
       "zssr_true_post_processed": lambda: zssr(
-          post_processed_as_raw(true_x2)),
+          post_processed_as_raw(true_x2, kernelgan_config())),
   }
   file_suffix = lambda m: suffix if m == "zssr_kernelgan" else ""
   return {method: run_or_load(f"{save_prefix}_{method}{file_suffix(method)}"
@@ -379,6 +382,7 @@ def main(argv: Sequence[str]) -> None:
       _SET_DIR.value, "SR",
       f"{_PRESET.value}-x{scale}-it{config.max_iters}-seed{_SEED.value}")
   os.makedirs(sr_dir, exist_ok=True)
+  suffix = kernelgan_suffix(_KERNELGAN_SEEDS.value, _ENSEMBLE_METHOD.value)
   rows, skipped = [], []
   for example in examples:
     lr = example.lr_x4 if _X4.value else example.lr
@@ -389,7 +393,7 @@ def main(argv: Sequence[str]) -> None:
     save_prefix = os.path.join(sr_dir, example.name)
     try:
       results = super_resolve_all(lr, example.kernel_x2, scale, config,
-                                  save_prefix)
+                                  save_prefix, suffix)
     except ImageError as error:  # E.g. an x4 LR image too small for G.
       skipped.append(f"{example.name}: {error}")
       print(f"skipped {skipped[-1]}", flush=True)
@@ -399,9 +403,7 @@ def main(argv: Sequence[str]) -> None:
                                     _MAX_SHIFT.value)
       row[method] = dict(y_psnr_ssim(example.hr, image, scale),
                          aligned=aligned, seconds=seconds)
-    kernel_path = kernelgan_kernel_path(
-        save_prefix,
-        kernelgan_suffix(_KERNELGAN_SEEDS.value, _ENSEMBLE_METHOD.value))
+    kernel_path = kernelgan_kernel_path(save_prefix, suffix)
     if "zssr_kernelgan" in results and os.path.exists(kernel_path):
       row["kernelgan_kernel_error"] = metrics.kernel_error(
           np.load(kernel_path), example.kernel_x2)

@@ -7,6 +7,7 @@ from scipy import ndimage
 import pytest
 
 from benchmarks import zssr_eval
+from kernelgan_jax.config import Config
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,7 @@ def test_post_processing_a_true_kernel_narrows_a_wide_one():
   rows, cols = np.mgrid[-5:6, -5:6]
   wide = np.exp(-(rows**2 + cols**2) / 8.0)  # sigma 2, cut at 11x11
   wide /= wide.sum()
-  processed = zssr_eval.post_processed_as_raw(wide)
+  processed = zssr_eval.post_processed_as_raw(wide, Config())
   # Padded to the raw 13x13, shifted half a pixel (pad 2): 17x17.
   assert processed.shape == (17, 17)
   assert processed.sum() == pytest.approx(1.0, abs=1e-3)
