@@ -51,7 +51,6 @@ from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.flatten_util
-import jax.numpy as jnp
 import numpy as np
 import torch
 from flax import nnx
@@ -220,9 +219,9 @@ def _setup_jax(image_01: np.ndarray, g_corners: np.ndarray,
   config = config_lib.get_config(max_iters=iters, real_noise_std=0.0,
                                  fake_noise_std=0.0)
   data = data_lib.TrainData(
-      image=jnp.asarray(network_image(image_01)),
-      g_corners=jnp.asarray(g_corners, jnp.int32),
-      d_corners=jnp.asarray(d_corners, jnp.int32))
+      image=np.asarray(network_image(image_01), np.float32),
+      g_corners=np.asarray(g_corners, np.int32),
+      d_corners=np.asarray(d_corners, np.int32))
   state = train.init_state(jax.random.key(seed), config)
   return config, data, scale_generator(state, g_scale)
 

@@ -61,6 +61,12 @@ class Config:
   boundary_mask_scale: float = 30.0
   sparsity_power: float = 0.2
 
+  # Arithmetic: the precision of matrix products and convolutions in the
+  # compiled programs. "highest" is full float32 on every backend (GPUs
+  # would otherwise use TF32 and TPUs bfloat16 passes); the original ran in
+  # float32. "high" or "default" trade accuracy for speed on accelerators.
+  matmul_precision: str = "highest"
+
   # Output.
   n_filtering: int = 40  # Largest values that set the soft threshold.
   x4: bool = False
@@ -91,6 +97,8 @@ class Config:
     return validate(dataclasses.replace(self, **changes))
 
 
+MATMUL_PRECISIONS = ("highest", "high", "default")
+
 PRESETS = {
     # The original's settings.
     "default": {},
@@ -105,6 +113,9 @@ def validate(config: Config) -> Config:
   Raises:
     ValueError: naming the offending field.
   """
+  if config.matmul_precision not in MATMUL_PRECISIONS:
+    raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, "
+                     f"got {config.matmul_precision!r}")
   if config.max_iters < 1:
     raise ValueError(f"max_iters must be >= 1, got {config.max_iters}")
   if config.input_crop_size < config.g_kernel_size + 2 * config.d_kernel_size:

@@ -2,10 +2,11 @@
 
 KernelGAN trains on crops of the single input image (spec section 2): G sees
 64x64 crops, D sees 26x26 crops of the same image at its own resolution,
-both drawn where the image has strong gradients. The maps are built once on
-the host with numpy; all crop corners are drawn up front with `jax.random`,
-as the original draws them up front with numpy, so the train step only
-slices.
+both drawn where the image has strong gradients. Everything here runs on the
+host with numpy: the maps, the crop corners (all drawn up front, as the
+original draws them), and the crops themselves, gathered a chunk of
+iterations at a time (`crops`). The compiled train step sees only those
+fixed-size crops, so one compiled program serves every image size.
 """
 
 from typing import NamedTuple
@@ -24,16 +25,30 @@ class ImageError(ValueError):
 
 
 class TrainData(NamedTuple):
-  """Everything the train step reads, for one image.
+  """One image's training inputs, on the host.
 
   Attributes:
-    image: the shaved image in network units, [-1, 1].
+    image: the shaved image in network units, [-1, 1], float32.
     g_corners: top-left (row, col) of G's 64x64 crop at each iteration.
     d_corners: top-left of D's real 26x26 crop at each iteration.
   """
-  image: Float[Array, "h w 3"]
-  g_corners: Int[Array, "iters 2"]
-  d_corners: Int[Array, "iters 2"]
+  image: Float[np.ndarray, "h w 3"]
+  g_corners: Int[np.ndarray, "iters 2"]
+  d_corners: Int[np.ndarray, "iters 2"]
+
+
+class Crops(NamedTuple):
+  """What the train step reads: one iteration's crops, of fixed sizes.
+
+  Stacked along leading axes for a chunk of iterations (and a batch of
+  images); the image's own size never reaches the compiled step.
+
+  Attributes:
+    g_input: G's input crop, [-1, 1].
+    d_real: D's real crop (no noise yet), [-1, 1].
+  """
+  g_input: Float[Array, "... g g 3"]
+  d_real: Float[Array, "... d d 3"]
 
 
 def shave(image_hwc: np.ndarray, config: Config) -> np.ndarray:
@@ -128,27 +143,49 @@ def crop_probability_maps(image_hwc: np.ndarray, config: Config
   window, pct = config.grad_map_window, config.grad_map_percentile
   d_map = probability_map(gradient_map(image_hwc, window, pct),
                           config.g_output_size)
-  small = np.asarray(imresize(jnp.asarray(image_hwc, jnp.float32), 0.5),
-                     np.float64)
+  small = imresize(np.asarray(image_hwc, np.float64), 0.5)
   small_map = gradient_map(small, window, pct)
   g_map = probability_map(small_map.repeat(2, 0).repeat(2, 1),
                           config.input_crop_size)
   return g_map, d_map
 
 
-def sample_corners(key: jax.Array, probs_hw: Float[Array, "h w"], crop: int,
-                   count: int) -> Int[Array, "n 2"]:
+def sample_corners(key: jax.Array, probs_hw: np.ndarray, crop: int,
+                   count: int) -> Int[np.ndarray, "n 2"]:
   """Draws `count` crop centres from `probs_hw` and returns top-left corners.
 
-  The corner is clamped inside the image and rounded down to even, keeping
-  the 2x grid aligned (the original's `get_top_left`).
+  Inverse-CDF sampling on the host (float64), with the uniforms
+  `jax.random.choice` would use for the same key, so the draws match it
+  except where its float32 cumulative sum rounds across a boundary. The
+  corner is clamped inside the image and rounded down to even, keeping the
+  2x grid aligned (the original's `get_top_left`).
   """
   rows, cols = probs_hw.shape
-  flat = jax.random.choice(key, rows * cols, (count,), p=probs_hw.ravel())
-  centre = jnp.stack([flat // cols, flat % cols], axis=-1)
-  limit = jnp.array([rows - crop, cols - crop])
-  corner = jnp.clip(centre - crop // 2, 0, limit)
-  return (corner - corner % 2).astype(jnp.int32)
+  uniform = np.asarray(jax.random.uniform(key, (count,), jnp.float32),
+                       np.float64)
+  cdf = np.cumsum(np.asarray(probs_hw, np.float64).ravel())
+  flat = np.minimum(np.searchsorted(cdf, cdf[-1] * (1.0 - uniform)),
+                    rows * cols - 1)
+  centre = np.stack([flat // cols, flat % cols], axis=-1)
+  corner = np.clip(centre - crop // 2, 0, [rows - crop, cols - crop])
+  return (corner - corner % 2).astype(np.int32)
+
+
+def gather_crops(image_hwc: np.ndarray, corners: np.ndarray, size: int
+                 ) -> Float[np.ndarray, "n size size c"]:
+  """The size x size crops at the given top-left corners, stacked."""
+  return np.stack([image_hwc[r:r + size, c:c + size] for r, c in corners])
+
+
+def crops(data: TrainData, config: Config, start: int, length: int
+          ) -> Crops:
+  """The crops of iterations start .. start + length - 1, stacked (host)."""
+  window = slice(start, start + length)
+  return Crops(
+      g_input=gather_crops(data.image, data.g_corners[window],
+                           config.input_crop_size),
+      d_real=gather_crops(data.image, data.d_corners[window],
+                          config.g_output_size))
 
 
 def check_size(image_hwc: np.ndarray, config: Config) -> None:
@@ -176,8 +213,6 @@ def prepare(image_hwc: np.ndarray, config: Config, key: jax.Array
   g_key, d_key = jax.random.split(key)
   n = config.max_iters
   return TrainData(
-      image=jnp.asarray(2.0 * image - 1.0, jnp.float32),
-      g_corners=sample_corners(g_key, jnp.asarray(g_map, jnp.float32),
-                               config.input_crop_size, n),
-      d_corners=sample_corners(d_key, jnp.asarray(d_map, jnp.float32),
-                               config.g_output_size, n))
+      image=(2.0 * image - 1.0).astype(np.float32),
+      g_corners=sample_corners(g_key, g_map, config.input_crop_size, n),
+      d_corners=sample_corners(d_key, d_map, config.g_output_size, n))

@@ -10,11 +10,9 @@ kernels are combined (`ensemble`); the log records every seed's kernel.
 """
 
 import time
-import warnings
 from typing import Callable, Optional, Sequence
 
 from absl import logging
-import imageio.v3 as iio
 
 from kernelgan_jax import batch as batch_lib
 from kernelgan_jax import ensemble
@@ -31,17 +29,6 @@ def outputs_complete(output_dir: str, name: str, x4: bool) -> bool:
   """Whether every output file of `name` exists already."""
   return (len(io.existing_outputs(output_dir, name, x4))
           == len(io.output_files(name, x4)))
-
-
-def _image_area(path: str) -> int:
-  """Pixel count from the file's header (0 when unreadable), for sorting."""
-  try:
-    with warnings.catch_warnings():  # imageio's plugin probing warns.
-      warnings.simplefilter("ignore")
-      shape = iio.improps(path).shape
-    return int(shape[0]) * int(shape[1])
-  except Exception:  # pylint: disable=broad-except  # Reported when read.
-    return 0
 
 
 def plan(paths: Sequence[str], output_dir: str, config: Config,
@@ -98,12 +85,12 @@ def _write(row: Row, estimates, config: Config, method: str,
 
 
 def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
-               method: str, bucket: int,
+               method: str,
                progress: Optional[Callable[[], Optional[ProgressFn]]],
                strategy: str) -> None:
   """Trains one batch and writes its images' outputs."""
   start = time.perf_counter()
-  results = batch_lib.run_jobs(jobs, config, bucket=bucket,
+  results = batch_lib.run_jobs(jobs, config,
                                progress=progress() if progress else None,
                                strategy=strategy)
   seconds = time.perf_counter() - start
@@ -119,12 +106,11 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
                     overwrite: bool = False,
                     progress: Optional[Callable[[], Optional[ProgressFn]]]
                     = None, *, method: str = "median",
-                    bucket: int = batch_lib.DEFAULT_BUCKET,
                     strategy: Optional[str] = None) -> list[Row]:
   """Estimates the kernels of many images, `batch_size` images at a time.
 
   Images are read when their batch is formed (one batch in memory at a
-  time), in order of size so that a batch's images share a bucket shape.
+  time), in input order; images of any sizes share a batch.
 
   Args:
     paths: image files.
@@ -137,7 +123,6 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
     progress: called once per batch, returns that batch's progress(done,
       total, metrics) callback (e.g. `lambda: ProgressBar(sys.stderr)`).
     method: how several seeds' kernels are combined (`ensemble.combine`).
-    bucket: image sides are padded up to multiples of this.
     strategy: 'vmap' or 'sequential'; None picks the backend's faster one
       (`batch.default_strategy`).
 
@@ -152,8 +137,7 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
     raise ValueError(f"method must be one of {ensemble.METHODS}")
   strategy = strategy or batch_lib.default_strategy()
   rows = plan(paths, output_dir, config, overwrite)
-  pending = sorted((i for i, r in enumerate(rows) if r["status"] == PENDING),
-                   key=lambda i: _image_area(rows[i]["path"]))
+  pending = [i for i, r in enumerate(rows) if r["status"] == PENDING]
   jobs, images_in_batch = [], 0
   for index in pending:
     new_jobs = _prepare(rows[index], config, seeds, index)
@@ -161,10 +145,10 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
       jobs += new_jobs
       images_in_batch += 1
     if images_in_batch == batch_size:
-      _run_batch(rows, jobs, config, method, bucket, progress, strategy)
+      _run_batch(rows, jobs, config, method, progress, strategy)
       jobs, images_in_batch = [], 0
   if jobs:
-    _run_batch(rows, jobs, config, method, bucket, progress, strategy)
+    _run_batch(rows, jobs, config, method, progress, strategy)
   for row in rows:
     row.pop("folder", None)
   return rows

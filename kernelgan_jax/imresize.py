@@ -1,4 +1,4 @@
-"""MATLAB-compatible image resizing (bicubic by default) in JAX.
+"""MATLAB-compatible image resizing (bicubic by default), numpy or JAX.
 
 KernelGAN (Bell-Kligler et al., NeurIPS 2019) and ZSSR (Shocher et al.,
 "Zero-Shot" Super-Resolution using Deep Internal Learning, CVPR 2018) both use
@@ -10,7 +10,9 @@ resized first. This module follows the same algorithm.
 The per-axis weights are small (out_length, in_length) matrices built in numpy
 at trace time (they depend only on static shapes); they are applied with a
 dense matrix product per axis, so `imresize` works under `jax.jit` and
-`jax.vmap`.
+`jax.vmap`. A numpy input is resized with numpy on the host (in float64,
+returned in its own float dtype): data preparation then compiles nothing,
+whatever the image size.
 
 Deviation from the Python port (matches MATLAB instead): negative source
 indices are mirrored with a signed modulo (the port casts them to unsigned
@@ -125,6 +127,9 @@ def output_size(in_shape: tuple[int, int], scale: float | None,
 
 
 def _resize_axis(image: jax.Array, axis: int, matrix: np.ndarray) -> jax.Array:
+  if isinstance(image, np.ndarray):
+    moved = np.moveaxis(image, axis, 0)
+    return np.moveaxis(np.tensordot(matrix, moved, axes=1), 0, axis)
   moved = jnp.moveaxis(image, axis, 0)
   resized = jnp.tensordot(jnp.asarray(matrix, image.dtype), moved, axes=1,
                           precision=jax.lax.Precision.HIGHEST)
@@ -137,7 +142,9 @@ def imresize(image: jax.Array, scale: float | None = None,
   """Resizes an image like MATLAB's imresize.
 
   Args:
-    image: (H, W) or (H, W, C) array; integer inputs become float32.
+    image: (H, W) or (H, W, C) array; integer inputs become float32. A numpy
+      array is resized with numpy in float64 and returned as numpy (integer
+      inputs as float64).
     scale: scale factor for both spatial axes (output = ceil(scale * size)).
     output_shape: (H_out, W_out); with `scale`, overrides the size only.
     kernel: interpolation kernel, one of `KERNELS` ('cubic' by default).
@@ -146,9 +153,19 @@ def imresize(image: jax.Array, scale: float | None = None,
   Returns:
     (H_out, W_out[, C]) array of the input's float dtype.
   """
+  if isinstance(image, np.ndarray):
+    dtype = image.dtype if np.issubdtype(image.dtype, np.floating) else (
+        np.float64)
+    return _imresize(image.astype(np.float64), scale, output_shape, kernel,
+                     antialiasing).astype(dtype)
   image = jnp.asarray(image)
   if not jnp.issubdtype(image.dtype, jnp.floating):
     image = image.astype(jnp.float32)
+  return _imresize(image, scale, output_shape, kernel, antialiasing)
+
+
+def _imresize(image, scale, output_shape, kernel, antialiasing):
+  """`imresize` of a float numpy or JAX array, in its own dtype."""
   scales, out_shape = output_size(image.shape[:2], scale, output_shape)
   for axis in np.argsort(scales, kind="stable"):
     if scales[axis] == 1.0 and out_shape[axis] == image.shape[axis]:

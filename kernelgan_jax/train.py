@@ -4,7 +4,9 @@ One iteration is one G step then one D step (spec 6.1), D evaluated three
 times (in the G step, on the real crop, on the fake), each time with one
 spectral-norm power iteration. All mutable things live in `GanState`, a
 pytree, so the step is a pure function: jitted once, and `jax.vmap`-able
-over images and seeds as it stands.
+over images and seeds as it stands. It reads only fixed-size crops
+(`data.Crops`), gathered on the host a chunk at a time, so one compiled
+program serves every image size.
 """
 
 import functools
@@ -22,7 +24,8 @@ from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import losses
 from kernelgan_jax import schedule as schedule_lib
 from kernelgan_jax.config import Config
-from kernelgan_jax.data import TrainData
+from kernelgan_jax import data as data_lib
+from kernelgan_jax.data import Crops, TrainData
 from kernelgan_jax.models import LinearGenerator, PatchDiscriminator
 
 Metrics = dict[str, Float[Array, ""]]
@@ -81,8 +84,13 @@ def generator_kernel(g_def: nnx.GraphDef, g_params: nnx.State
 
 
 def final_kernel(state: GanState, config: Config) -> np.ndarray:
-  """The 13x13 kernel of a state's generator, on the host."""
-  return np.asarray(generator_kernel(networks(config).g_def, state.g_params))
+  """The 13x13 kernel of a state's generator (or of a stack of states), on
+  the host, folded at `config.matmul_precision`."""
+  fold = functools.partial(generator_kernel, networks(config).g_def)
+  for _ in range(np.ndim(state.step)):
+    fold = jax.vmap(fold)
+  with jax.default_matmul_precision(config.matmul_precision):
+    return np.asarray(fold(state.g_params))
 
 
 def _discriminate(d_def, d_params, d_stats, patches):
@@ -90,11 +98,6 @@ def _discriminate(d_def, d_params, d_stats, patches):
   model = nnx.merge(d_def, d_params, d_stats, copy=True)
   scores = model(patches)
   return scores, nnx.state(model, nnx.Not(nnx.Param))
-
-
-def _crop(image, corner, size):
-  return lax.dynamic_slice(image, (corner[0], corner[1], 0),
-                           (size, size, image.shape[-1]))
 
 
 class StepNoise(NamedTuple):
@@ -116,8 +119,8 @@ def draw_noise(key: jax.Array, step: Int[Array, ""], shape: tuple[int, ...]
       jax.random.normal(real_key, shape), jax.random.normal(fake_key, shape)))
 
 
-def _noise_shape(data: TrainData, config: Config) -> tuple[int, ...]:
-  return (config.g_output_size, config.g_output_size, data.image.shape[-1])
+def _noise_shape(config: Config) -> tuple[int, ...]:
+  return (config.g_output_size, config.g_output_size, 3)
 
 
 def _generator_loss(g_params, state, g_input, config, nets, mask):
@@ -160,27 +163,31 @@ def _discriminator_loss(d_params, d_stats, real, fake, d_def):
   return loss, d_stats
 
 
-def train_step(state: GanState, data: TrainData,
+def train_step(state: GanState, crops: Crops,
                noise: StepNoise | None = None, *, config: Config
                ) -> tuple[GanState, Metrics]:
   """One KernelGAN iteration: G step, D step, schedule update (spec 6.1).
 
-  Pure: the same (state, data) always gives the same result. Bind `config`
+  Pure: the same (state, crops) always gives the same result. Bind `config`
   with `functools.partial` before jitting. `noise`, when given, must be
   `draw_noise(state.key, state.step, ...)`: scanned chunks draw a whole
-  chunk's noise at once (XLA:CPU runs threefry as a 5-round loop of small
-  kernels, 0.13 ms when drawn per iteration).
+  chunk's noise at once (XLA:CPU runs threefry as a loop of small kernels).
+  Matrix products run at `config.matmul_precision`.
   """
+  with jax.default_matmul_precision(config.matmul_precision):
+    return _train_step(state, crops, noise, config)
+
+
+def _train_step(state, crops, noise, config):
   nets = networks(config)
   mask = losses.boundary_mask(config.g_kernel_size,
                               config.boundary_mask_scale)
   i = state.step
   if noise is None:
-    noise = draw_noise(state.key, i, _noise_shape(data, config))
-  g_input = _crop(data.image, data.g_corners[i], config.input_crop_size)
-  real = _crop(data.image, data.d_corners[i], config.g_output_size)
+    noise = draw_noise(state.key, i, _noise_shape(config))
+  g_input = crops.g_input
   # Noise std is in [0, 1] units; the image is in [-1, 1], hence 2x.
-  real = real + 2.0 * config.real_noise_std * noise.real
+  real = crops.d_real + 2.0 * config.real_noise_std * noise.real
 
   (g_total, (d_stats, parts)), g_grads = jax.value_and_grad(
       _generator_loss, has_aux=True)(
@@ -206,7 +213,7 @@ def train_step(state: GanState, data: TrainData,
   return new_state, metrics
 
 
-StepFn = Callable[[GanState, TrainData], tuple[GanState, Metrics]]
+StepFn = Callable[[GanState, Crops], tuple[GanState, Metrics]]
 
 
 @functools.lru_cache(maxsize=None)
@@ -216,59 +223,59 @@ def jitted_step(config: Config) -> StepFn:
                  donate_argnums=0)
 
 
-def chunk_noise(state: GanState, data: TrainData, config: Config,
-                length: int) -> StepNoise:
+def chunk_noise(state: GanState, config: Config, length: int) -> StepNoise:
   """`draw_noise` for the next `length` iterations, stacked."""
-  shape = _noise_shape(data, config)
+  shape = _noise_shape(config)
   return jax.vmap(lambda j: draw_noise(state.key, state.step + j, shape))(
       jnp.arange(length))
 
 
-def scan_steps(step: Callable, state, data, noise: StepNoise):
-  """`step` over the leading axis of `noise` in one `lax.scan`."""
-  return lax.scan(lambda s, n: step(s, data, n), state, noise)
+def scan_steps(step: Callable, state, crops: Crops, noise: StepNoise):
+  """`step` over the leading axis of `crops` and `noise` in one `lax.scan`."""
+  return lax.scan(lambda s, xs: step(s, *xs), state, (crops, noise))
 
 
 @functools.lru_cache(maxsize=None)
 def jitted_chunk(config: Config, length: int) -> StepFn:
-  """`length` train steps in one on-device `lax.scan`."""
+  """`length` train steps in one on-device `lax.scan` over stacked crops."""
   step = functools.partial(train_step, config=config)
-  def chunk(state, data):
-    return scan_steps(step, state, data,
-                      chunk_noise(state, data, config, length))
+  def chunk(state, crops):
+    return scan_steps(step, state, crops, chunk_noise(state, config, length))
   return jax.jit(chunk, donate_argnums=0)
 
 
 def default_loop() -> str:
   """How `train` drives the iterations when not told: 'scan' everywhere.
 
-  Measured (`benchmarks/loops.py`, results/loops-*.json): on 2 CPU cores
-  chunks of 50 scanned steps take 1.9 ms per iteration against 2.2 ms for a
-  host loop over the jitted step, whose per-call cost is mostly Python
-  (flattening the state pytree). The host loop stays available for
-  debugging. (With D's convolutions as XLA:CPU convolutions the scanned
-  step was 8x slower; as matrix products it is faster.)
+  On CPU, scanned chunks of steps beat a host loop over the jitted step,
+  whose per-call cost is mostly Python (flattening the state pytree);
+  `benchmarks/loops.py` measures both. The host loop stays available for
+  debugging.
   """
   return "scan"
 
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+CropSource = Callable[[int, int], Crops]
 
 
-def drive(state, data, total: int, step: StepFn,
+def drive(state, crops_of: CropSource, total: int, step: StepFn,
           chunk_of: Callable[[int], StepFn], *, loop: str | None = None,
           chunk: int = 50, progress: ProgressFn | None = None):
   """Runs `total` iterations of a jitted step (or of its scanned chunks).
 
-  Shared by `train` and the batched trainer. Metrics come back to the host
-  once per chunk; `progress` sees their last values (averaged over any
-  leading batch axis).
+  Shared by `train` and the batched trainer. Training continues from
+  `state.step`. The crops of the next chunk are gathered on the host while
+  the device runs the current one; metrics come back once per chunk, and
+  `progress` sees their last values (averaged over any leading batch axis).
 
   Args:
     state: the (possibly stacked) training state.
-    data: the matching (possibly stacked) `TrainData`.
+    crops_of: crops_of(start, length) -> the crops of iterations start ..
+      start + length - 1, iterations on the leading axis (then any batch
+      axis).
     total: iterations to run.
-    step: the jitted step, (state, data) -> (state, metrics).
+    step: the jitted step, (state, crops) -> (state, metrics).
     chunk_of: length -> a jitted `lax.scan` of that many steps.
     loop: 'python' or 'scan'; None picks the backend's faster one.
     chunk: iterations between host syncs.
@@ -280,19 +287,23 @@ def drive(state, data, total: int, step: StepFn,
   loop = loop or default_loop()
   if loop not in ("python", "scan"):
     raise ValueError(f"loop must be 'python' or 'scan', got {loop!r}")
+  lengths = [min(chunk, total - start) for start in range(0, total, chunk)]
+  first = int(np.max(jax.device_get(state.step)))
   done, history = 0, []
-  while done < total:
-    length = min(chunk, total - done)
+  crops = crops_of(first, lengths[0])
+  for index, length in enumerate(lengths):
     if loop == "scan":
-      state, metrics = chunk_of(length)(state, data)
+      state, metrics = chunk_of(length)(state, crops)
     else:
       per_step = []
-      for _ in range(length):
-        state, m = step(state, data)
+      for j in range(length):
+        state, m = step(state, jax.tree.map(lambda x, j=j: x[j], crops))
         per_step.append(m)
       metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_step)
-    history.append(jax.device_get(metrics))
     done += length
+    if index + 1 < len(lengths):  # Gathered while the device works.
+      crops = crops_of(first + done, lengths[index + 1])
+    history.append(jax.device_get(metrics))
     if progress is not None:
       progress(done, total, {k: float(np.mean(v[-1]))
                              for k, v in history[-1].items()})
@@ -308,7 +319,7 @@ def train(state: GanState, data: TrainData, config: Config, *,
 
   Args:
     state: from `init_state`.
-    data: from `data.prepare`.
+    data: from `data.prepare` (host arrays; any image size).
     config: the run's settings.
     loop: 'python' (a host loop over the jitted step) or 'scan' (chunks of
       `chunk` iterations on device); None picks the backend's faster one.
@@ -318,6 +329,7 @@ def train(state: GanState, data: TrainData, config: Config, *,
   Returns:
     The final state and the per-iteration metrics as numpy arrays.
   """
-  return drive(state, data, config.max_iters, jitted_step(config),
+  return drive(state, lambda start, length: data_lib.crops(
+      data, config, start, length), config.max_iters, jitted_step(config),
                lambda length: jitted_chunk(config, length), loop=loop,
                chunk=chunk, progress=progress)

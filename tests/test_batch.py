@@ -1,5 +1,5 @@
-"""Batched estimation: same keys and results as one image at a time, crops
-never touch padding, one compilation per shape, sharding changes nothing."""
+"""Batched estimation: same keys and results as one image at a time, images
+of any sizes in one compiled program, sharding changes nothing."""
 
 import json
 import os
@@ -49,8 +49,7 @@ def trained(images):
   """The jobs of both images and seeds, trained as one batch."""
   jobs = [job for i, image in enumerate(images)
           for job in batch.prepare_jobs(image, CONFIG, SEEDS, i)]
-  states, data = batch.stack_jobs(jobs)
-  states, history = batch.train_batch(states, data, CONFIG)
+  states, history = batch.train_batch(jobs, CONFIG)
   return jobs, states, history
 
 
@@ -63,33 +62,21 @@ def _assert_losses_agree(history, reference):
                                atol=1e-5)
 
 
-def test_bucket_shape_rounds_up():
-  assert batch.bucket_shape(80, 112) == (128, 128)
-  assert batch.bucket_shape(64, 65) == (64, 128)
-  assert batch.bucket_shape(300, 192, bucket=32) == (320, 192)
-
-
-def test_jobs_use_estimate_kernel_keys_and_crops_avoid_padding(images):
+def test_jobs_use_estimate_kernel_keys_and_stack_their_own_crops(images):
   jobs = [job for i, image in enumerate(images)
           for job in batch.prepare_jobs(image, CONFIG, SEEDS, i)]
-  _, stacked = batch.stack_jobs(jobs)
-  assert stacked.image.shape == (4, 128, 128, 3)
+  stacked = batch.batch_crops(jobs, CONFIG, 2, 3)
+  assert stacked.g_input.shape == (3, 4, 64, 64, 3)
+  assert stacked.d_real.shape == (3, 4, 26, 26, 3)
   for j, job in enumerate(jobs):
     data_key, _ = jax.random.split(jax.random.key(job.seed))
     reference = data_lib.prepare(
         estimate.as_float_rgb(images[job.image_index]), CONFIG, data_key)
     np.testing.assert_array_equal(job.data.g_corners, reference.g_corners)
     np.testing.assert_array_equal(job.data.d_corners, reference.d_corners)
-    rows, cols = reference.image.shape[:2]
-    for corners, crop in ((stacked.g_corners[j], CONFIG.input_crop_size),
-                          (stacked.d_corners[j], CONFIG.g_output_size)):
-      assert int(corners[:, 0].max()) + crop <= rows
-      assert int(corners[:, 1].max()) + crop <= cols
-      assert int(corners.min()) >= 0
-    np.testing.assert_array_equal(stacked.image[j, :rows, :cols],
-                                  reference.image)
-    assert not np.any(stacked.image[j, rows:]) and not np.any(
-        stacked.image[j, :, cols:])
+    own = data_lib.crops(reference, CONFIG, 2, 3)
+    np.testing.assert_array_equal(stacked.g_input[:, j], own.g_input)
+    np.testing.assert_array_equal(stacked.d_real[:, j], own.d_real)
 
 
 @pytest.mark.parametrize("job_index", [0, 3])
@@ -116,12 +103,13 @@ def test_estimate_kernels_returns_the_batch_results(images, trained):
   # The default loop scans all 6 iterations in one chunk.
   compiled = batch.batched_chunk(CONFIG, CONFIG.max_iters)
   before = compiled._cache_size()
-  # Same bucket shape and batch size: no new compilation.
-  results = batch.estimate_kernels(images[::-1], CONFIG, SEEDS)
+  # Other image sizes, same batch size: no new compilation.
+  results = batch.estimate_kernels(images[::-1], CONFIG, SEEDS,
+                                   strategy="vmap")
   assert compiled._cache_size() == before == 1
   assert [[e.seed for e in per_image] for per_image in results] == [
       [0, 1], [0, 1]]
-  raw = batch.raw_kernels(states, CONFIG)
+  raw = train.final_kernel(states, CONFIG)
   for j, job in enumerate(jobs):
     result = results[1 - job.image_index][SEEDS.index(job.seed)]
     np.testing.assert_allclose(result.raw_kernel, raw[j], rtol=1e-5,
@@ -176,7 +164,7 @@ def test_sharded_over_four_devices_equals_one_device(images, trained,
   kernels, bicubic = json.loads(out[-2]), json.loads(out[-1])
   assert len(jax.devices()) == 1  # This process is untouched.
   jobs, states, history = trained
-  raw = batch.raw_kernels(states, CONFIG)
+  raw = train.final_kernel(states, CONFIG)
   for j, job in enumerate(jobs):
     s = SEEDS.index(job.seed)
     np.testing.assert_allclose(bicubic[job.image_index][s],

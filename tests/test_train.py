@@ -27,15 +27,20 @@ def _leaves_close(a, b, **tol):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
 
 
+def _step_crops(data, i):
+  """Iteration i's crops, unstacked."""
+  return jax.tree.map(lambda x: x[0], data_lib.crops(data, CONFIG, i, 1))
+
+
 def test_step_is_traced_once(batch):
   @chex.assert_max_traces(n=1)
-  def step_fn(state, data):
-    return train.train_step(state, data, config=CONFIG)
+  def step_fn(state, crops):
+    return train.train_step(state, crops, config=CONFIG)
 
   step = jax.jit(step_fn, donate_argnums=0)
   state = train.init_state(jax.random.key(1), CONFIG)
-  for _ in range(3):
-    state, metrics = step(state, batch)
+  for i in range(3):
+    state, metrics = step(state, _step_crops(batch, i))
   assert int(state.step) == 3
   assert all(np.isfinite(float(v)) for v in metrics.values())
 
@@ -84,9 +89,10 @@ def test_step_vmaps_over_seeds_unchanged(batch):
   step = functools.partial(train.train_step, config=CONFIG)
   batched = jax.jit(jax.vmap(step, in_axes=(0, None)))
   singles = [train.init_state(k, CONFIG) for k in keys]
-  for _ in range(2):
-    states, _ = batched(states, batch)
-    singles = [train.jitted_step(CONFIG)(s, batch)[0] for s in singles]
+  for i in range(2):
+    crops = _step_crops(batch, i)
+    states, _ = batched(states, crops)
+    singles = [train.jitted_step(CONFIG)(s, crops)[0] for s in singles]
   for i, single in enumerate(singles):
     _leaves_close(jax.tree.map(lambda x: x[i], states.g_params),
                   single.g_params, rtol=0, atol=2 * 2 * 2e-4)
@@ -107,10 +113,10 @@ def test_estimate_kernel_returns_all_kernels():
   assert set(result.history) >= {"loss_bicubic", "loss_adversarial"}
 
 
-def test_chunk_noise_is_each_steps_own_draw(batch):
+def test_chunk_noise_is_each_steps_own_draw():
   state = train.init_state(jax.random.key(4), CONFIG)._replace(
       step=jax.numpy.int32(2))
-  stacked = train.chunk_noise(state, batch, CONFIG, 3)
+  stacked = train.chunk_noise(state, CONFIG, 3)
   shape = (CONFIG.g_output_size, CONFIG.g_output_size, 3)
   assert stacked.real.shape == (3, *shape)
   for j in range(3):

@@ -231,6 +231,27 @@ class SuperResolveTest(parameterized.TestCase):
     self.assertEqual(out.shape, (80, 96, 3))
     self.assertBetween(float(out.min()), 0.0, 1.0)
 
+  def test_training_is_traced_at_the_configured_precision(self):
+    seen = []
+    real = jax.default_matmul_precision
+    def recording(precision):
+      seen.append((precision, jax.config.jax_default_matmul_precision))
+      return real(precision)
+    image = np.random.default_rng(3).random((20, 24, 3)).astype(np.float32)
+    try:
+      jax.default_matmul_precision = recording
+      pipeline.super_resolve(image, _gaussian_kernel(), config=_TINY)
+      pipeline.super_resolve(image, _gaussian_kernel(), config=(
+          dataclasses.replace(_TINY, matmul_precision="default")))
+    finally:
+      jax.default_matmul_precision = real
+    self.assertEqual([p for p, _ in seen], ["highest", "default"])
+    # The precision set for a step is visible to what the step traces.
+    with real("highest"):
+      text = jax.jit(lambda a, b: a @ b).lower(
+          jnp.ones((2, 2)), jnp.ones((2, 2))).as_text()
+    self.assertIn("HIGHEST", text)
+
   def test_x4_needs_its_kernel(self):
     with self.assertRaises(ValueError):
       pipeline.super_resolve(np.zeros((20, 20, 3)), _gaussian_kernel(),

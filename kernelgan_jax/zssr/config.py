@@ -37,6 +37,8 @@ class ZSSRConfig:
     driver: 'loop' (Python loop over a jitted step), 'scan' (`lax.scan`
       over chunks) or 'auto' (loop on CPU, where XLA's while loops run
       convolutions far slower, scan elsewhere).
+    matmul_precision: of convolutions and matrix products: 'highest' (full
+      float32 on every backend, as the original), 'high' or 'default'.
   """
   width: int = 64
   depth: int = 8
@@ -55,6 +57,7 @@ class ZSSRConfig:
   loss_map_window: int = 5
   chunk_size: int = 50
   driver: str = "auto"
+  matmul_precision: str = "highest"
 
   @property
   def num_fit_points(self) -> int:

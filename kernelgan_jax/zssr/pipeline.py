@@ -106,6 +106,15 @@ def super_resolve(image_01: np.ndarray, kernel_x2: np.ndarray | None, *,
     (2H, 2W, C) (or (4H, 4W, C) with x4; 2-D in, 2-D out) float32 in [0, 1].
   """
   config = config or ZSSRConfig()
+  # Traced under the config's precision: full float32 by default, also on
+  # GPUs (TF32 otherwise) and TPUs (bfloat16 passes otherwise).
+  with jax.default_matmul_precision(config.matmul_precision):
+    return _super_resolve(image_01, kernel_x2, x4, kernel_x4, real,
+                          noise_scale, config, seed, progress)
+
+
+def _super_resolve(image_01, kernel_x2, x4, kernel_x4, real, noise_scale,
+                   config, seed, progress):
   if x4 and kernel_x4 is None and kernel_x2 is not None:
     raise ValueError("x4 needs kernel_x4 (analytic_kernel_x4(kernel_x2)).")
   image = np.asarray(image_01, np.float32)
