@@ -16,7 +16,6 @@ import tempfile
 
 import imageio.v3 as iio
 import numpy as np
-from scipy import io as scipy_io
 
 from kernelgan_jax.config import Config
 from kernelgan_jax.data import ImageError
@@ -121,6 +120,7 @@ def write_outputs(folder: str, name: str, estimate: KernelEstimate,
   Returns:
     The paths written.
   """
+  from scipy import io as scipy_io  # pylint: disable=g-import-not-at-top  # Slow.
   kernels = {"x2": estimate.kernel_x2}
   if config.x4:
     kernels["x4"] = estimate.kernel_x4

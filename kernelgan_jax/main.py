@@ -23,7 +23,6 @@ import jax
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import folder as folder_lib
 from kernelgan_jax import io
-from kernelgan_jax import zssr
 from kernelgan_jax.data import ImageError
 from kernelgan_jax.estimate import estimate_kernel
 from kernelgan_jax.progress import ProgressBar
@@ -83,6 +82,7 @@ def _fail(message: str) -> None:
 
 def _super_resolve(image, estimate, config):
   """ZSSR with the estimated kernel(s), as the original's --SR."""
+  from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
   print(f"running ZSSR x{4 if config.x4 else 2} ({_SR_CONFIG.value} "
         "settings)...", file=sys.stderr)
   sr_config = (zssr.fast_cpu_config() if _SR_CONFIG.value == "fast"

@@ -24,8 +24,6 @@ from typing import Optional
 
 import numpy as np
 from scipy import ndimage
-from scipy import optimize
-from scipy import signal
 
 # MATLAB imresize(., 0.5, 'bicubic') taps for HR offsets -3 .. +4 around 2 i.
 BICUBIC_X2_TAPS = np.array([-3, -9, 29, 111, 111, 29, -9, -3]) / 256.0
@@ -127,6 +125,7 @@ def resynthesize(hr_01: np.ndarray, kernel: np.ndarray,
   pads = [(k // 2, k - 1 - k // 2) for k in kernel.shape] + [(0, 0)]
   padded = np.pad(image, pads, mode='symmetric')
   flipped = kernel[::-1, ::-1, None]  # Correlation as a convolution.
+  from scipy import signal  # pylint: disable=g-import-not-at-top  # Slow.
   blurred = signal.fftconvolve(padded, flipped, mode='valid', axes=(0, 1))
   out = blurred[::scale, ::scale]
   return out[..., 0] if gray else out
@@ -213,6 +212,7 @@ def _refined_psnr(hr: np.ndarray, lr: np.ndarray, kernel: np.ndarray,
     synthetic = resynthesize(hr, shifted_kernel(kernel, shift_rc), scale)
     return -psnr(lr, np.clip(synthetic, 0.0, 1.0), border)
 
+  from scipy import optimize  # pylint: disable=g-import-not-at-top  # Slow.
   result = optimize.minimize(
       negative_psnr, start_rc, method='Nelder-Mead',
       options={'xatol': 0.01, 'fatol': 0.001, 'initial_simplex': [
