@@ -51,7 +51,7 @@ def measure(batch_size: int) -> dict:
   image = io.read_image(_IMAGE.value)
   start = time.perf_counter()
   jobs = batch.prepare_jobs(image, config, range(batch_size))
-  states = batch.stack_states(jobs)
+  states = batch.stack_states(jobs, config)
   data = jax.tree.map(lambda x: jax.numpy.asarray(x[0]),
                       batch.batch_crops(jobs, config, 0, 1))
   jax.block_until_ready((states, data))

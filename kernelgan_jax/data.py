@@ -9,7 +9,7 @@ iterations at a time (`crops`). The compiled train step sees only those
 fixed-size crops, so one compiled program serves every image size.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -200,9 +200,14 @@ def check_size(image_hwc: np.ndarray, config: Config) -> None:
            f" plus the {config.shave_edges}-pixel shaved border") + ")")
 
 
-def prepare(image_hwc: np.ndarray, config: Config, key: jax.Array
-            ) -> TrainData:
-  """Builds one image's `TrainData` from a float RGB image in [0, 1].
+def prepare_seeds(image_hwc: np.ndarray, config: Config,
+                  keys: Sequence[jax.Array]) -> list[TrainData]:
+  """One image's `TrainData` for several keys (seeds), maps built once.
+
+  Args:
+    image_hwc: float RGB image in [0, 1].
+    config: the run's settings.
+    keys: one data key per run; each draws its own crop corners.
 
   Raises:
     ImageError: if the image is too small or constant.
@@ -210,9 +215,24 @@ def prepare(image_hwc: np.ndarray, config: Config, key: jax.Array
   check_size(image_hwc, config)
   image = shave(np.asarray(image_hwc, np.float64), config)
   g_map, d_map = crop_probability_maps(image, config)
-  g_key, d_key = jax.random.split(key)
-  n = config.max_iters
-  return TrainData(
-      image=(2.0 * image - 1.0).astype(np.float32),
-      g_corners=sample_corners(g_key, g_map, config.input_crop_size, n),
-      d_corners=sample_corners(d_key, d_map, config.g_output_size, n))
+  network_image = (2.0 * image - 1.0).astype(np.float32)
+  runs = []
+  for key in keys:
+    g_key, d_key = jax.random.split(key)
+    runs.append(TrainData(
+        image=network_image,
+        g_corners=sample_corners(g_key, g_map, config.input_crop_size,
+                                 config.max_iters),
+        d_corners=sample_corners(d_key, d_map, config.g_output_size,
+                                 config.max_iters)))
+  return runs
+
+
+def prepare(image_hwc: np.ndarray, config: Config, key: jax.Array
+            ) -> TrainData:
+  """Builds one image's `TrainData` from a float RGB image in [0, 1].
+
+  Raises:
+    ImageError: if the image is too small or constant.
+  """
+  return prepare_seeds(image_hwc, config, [key])[0]

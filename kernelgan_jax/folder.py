@@ -9,6 +9,9 @@ several seeds per image the seeds train together (`batch`) and their x2
 kernels are combined (`ensemble`); the log records every seed's kernel.
 """
 
+import collections
+from concurrent import futures
+import os
 import time
 from typing import Callable, Optional, Sequence
 
@@ -87,12 +90,12 @@ def _write(row: Row, estimates, config: Config, method: str,
 def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
                method: str,
                progress: Optional[Callable[[], Optional[ProgressFn]]],
-               strategy: str) -> None:
+               strategy: str, pad_to: int) -> None:
   """Trains one batch and writes its images' outputs."""
   start = time.perf_counter()
   results = batch_lib.run_jobs(jobs, config,
                                progress=progress() if progress else None,
-                               strategy=strategy)
+                               strategy=strategy, pad_to=pad_to)
   seconds = time.perf_counter() - start
   by_image = {}
   for job, result in zip(jobs, results):
@@ -102,21 +105,25 @@ def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
 
 
 def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
-                    batch_size: int = 4, seeds: Sequence[int] = (0,),
+                    batch_size: Optional[int] = None, seeds: Sequence[int] = (0,),
                     overwrite: bool = False,
                     progress: Optional[Callable[[], Optional[ProgressFn]]]
                     = None, *, method: str = "median",
                     strategy: Optional[str] = None) -> list[Row]:
   """Estimates the kernels of many images, `batch_size` images at a time.
 
-  Images are read when their batch is formed (one batch in memory at a
-  time), in input order; images of any sizes share a batch.
+  Images are read and prepared in input order by a pool of threads, up to
+  two batches ahead while the current one trains (so at most three
+  batches are in memory); images of any sizes share a batch, and every batch is trained
+  as one of `batch_size` images (a short one repeats its last job), so
+  one compiled program serves the whole folder.
 
   Args:
     paths: image files.
     output_dir: outputs go to `<output_dir>/<name>/`.
     config: the run's settings (`config.x4` for the x4 kernel).
-    batch_size: images trained together (each with all its seeds).
+    batch_size: images trained together (each with all its seeds); None
+      for the backend's default (`batch.default_batch_size`).
     seeds: seeds per image; several are combined with `method`.
     overwrite: replace existing outputs; otherwise images with complete
       outputs are skipped and partial ones reported.
@@ -131,6 +138,8 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
     'skipped', 'error'), message, and for 'ok' seconds (of its batch) and
     kernel_size.
   """
+  if batch_size is None:
+    batch_size = batch_lib.default_batch_size()
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if method not in ensemble.METHODS:
@@ -138,17 +147,27 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
   strategy = strategy or batch_lib.default_strategy()
   rows = plan(paths, output_dir, config, overwrite)
   pending = [i for i, r in enumerate(rows) if r["status"] == PENDING]
+  todo, queue = iter(pending), collections.deque()
   jobs, images_in_batch = [], 0
-  for index in pending:
-    new_jobs = _prepare(rows[index], config, seeds, index)
-    if new_jobs:
-      jobs += new_jobs
-      images_in_batch += 1
-    if images_in_batch == batch_size:
-      _run_batch(rows, jobs, config, method, progress, strategy)
-      jobs, images_in_batch = [], 0
-  if jobs:
-    _run_batch(rows, jobs, config, method, progress, strategy)
+  with futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    def top_up():  # Prepares up to two batches ahead, in input order.
+      while len(queue) < 2 * batch_size:
+        index = next(todo, None)
+        if index is None:
+          return
+        queue.append(pool.submit(_prepare, rows[index], config, seeds,
+                                 index))
+    top_up()
+    while queue:
+      new_jobs = queue.popleft().result()
+      top_up()
+      if new_jobs:
+        jobs += new_jobs
+        images_in_batch += 1
+      if images_in_batch == batch_size or (jobs and not queue):
+        _run_batch(rows, jobs, config, method, progress, strategy,
+                   pad_to=batch_size * len(seeds))
+        jobs, images_in_batch = [], 0
   for row in rows:
     row.pop("folder", None)
   return rows

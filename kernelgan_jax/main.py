@@ -33,8 +33,8 @@ _IMAGES = flags.DEFINE_string(
 _INPUT_DIR = flags.DEFINE_string(
     "input_dir", None, "Many images: every file in this folder.")
 _BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 4, "Many images: how many are estimated together.",
-    lower_bound=1)
+    "batch_size", None, "Many images: how many are estimated together "
+    "(default: 4 on CPU, 64 on GPU/TPU).", lower_bound=1)
 _SEEDS = flags.DEFINE_integer(
     "seeds", 1, "Runs per image (seeds seed, seed+1, ...); several are "
     "combined by a centre-aligned median.", lower_bound=1)

@@ -174,3 +174,22 @@ def test_sharded_over_four_devices_equals_one_device(images, trained,
     # taps by about their own size; the losses above are the tight check.
     np.testing.assert_allclose(kernels[job.image_index][s], raw[j], rtol=0,
                                atol=np.abs(raw[j]).max())
+
+
+def test_a_short_batch_padded_to_the_full_size_reuses_its_program(trained):
+  jobs, states, _ = trained
+  compiled = batch.batched_chunk(CONFIG, CONFIG.max_iters)
+  before = compiled._cache_size()
+  results = batch.run_jobs(jobs[:3], CONFIG, strategy="vmap", pad_to=4)
+  assert compiled._cache_size() == before
+  assert [r.seed for r in results] == [job.seed for job in jobs[:3]]
+  raw = train.final_kernel(states, CONFIG)
+  for j, result in enumerate(results):
+    np.testing.assert_allclose(result.raw_kernel, raw[j], rtol=1e-5,
+                               atol=1e-12)
+
+
+def test_default_batch_size_follows_the_backend():
+  assert batch.default_batch_size("cpu") == 4
+  assert batch.default_batch_size("gpu") == batch.default_batch_size("tpu")
+  assert batch.default_batch_size("gpu") > 4
