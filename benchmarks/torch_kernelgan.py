@@ -26,6 +26,10 @@ entry point below has a `--threads` flag).
 
 Usage (benchmark on this machine):
   python -m benchmarks.torch_kernelgan --threads 2 --iters 50 --warmup 5
+A whole estimation, as the original's command line runs it (image file in,
+kernel file out; `benchmarks/run.py` times it end to end):
+  python -m benchmarks.torch_kernelgan --threads 2 --image x.png \
+      --output k.npy --iters 3000
 """
 
 from __future__ import annotations
@@ -846,9 +850,26 @@ def main() -> None:
   parser.add_argument("--iters", type=int, default=50)
   parser.add_argument("--warmup", type=int, default=5)
   parser.add_argument("--size", type=int, default=128)
+  parser.add_argument("--image", default=None,
+                      help="estimate this image's kernel instead of timing")
+  parser.add_argument("--output", default=None,
+                      help="with --image: where the x2 kernel (.npy) goes")
+  parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
+  if args.image:
+    import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
+    image = np.asarray(iio.imread(args.image))
+    image = image.astype(np.float64) / np.iinfo(image.dtype).max
+    if image.ndim == 2:
+      image = np.repeat(image[..., None], 3, axis=-1)
+    image = prepare_image(image[..., :3])
+    g_corners, d_corners = draw_crop_corners(image, args.iters, args.seed)
+    result = run(image, g_corners, d_corners, device=args.device,
+                 seed=args.seed)
+    np.save(args.output, result["kernel_x2"])
+    return
   stats = time_iterations(synthetic_image(args.size), args.iters, args.warmup,
                           args.device)
   print(f"torch {torch.__version__} device={args.device} "

@@ -27,7 +27,13 @@ class Config:
   grad_map_window: int = 5
   grad_map_percentile: float = 0.97
 
-  # Networks.
+  # Networks. G is "linear", the original's deep linear generator, or
+  # "prior": FKP's trained x2 flow (`kernelgan_jax.prior`) mapping a latent
+  # vector z to an 11x11 kernel (Liang et al., CVPR 2021), trained with
+  # KernelGAN's own D, losses and schedule; z is kept on the sphere of
+  # radius 10 and moved with Adam at `latent_lr`.
+  generator: str = "linear"
+  latent_lr: float = 5e-4
   g_chan: int = 64
   d_chan: int = 64
   g_structure: tuple[int, ...] = (7, 5, 3, 1, 1, 1)
@@ -98,6 +104,7 @@ class Config:
 
 
 MATMUL_PRECISIONS = ("highest", "high", "default")
+GENERATORS = ("linear", "prior")
 
 PRESETS = {
     # The original's settings.
@@ -116,6 +123,9 @@ def validate(config: Config) -> Config:
   if config.matmul_precision not in MATMUL_PRECISIONS:
     raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, "
                      f"got {config.matmul_precision!r}")
+  if config.generator not in GENERATORS:
+    raise ValueError(f"generator must be one of {GENERATORS}, got "
+                     f"{config.generator!r}")
   if config.max_iters < 1:
     raise ValueError(f"max_iters must be >= 1, got {config.max_iters}")
   if config.input_crop_size < config.g_kernel_size + 2 * config.d_kernel_size:

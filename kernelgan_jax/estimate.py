@@ -61,8 +61,13 @@ def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 
 def estimate_from_raw(raw_kernel: np.ndarray, history: dict[str, np.ndarray],
                       seed: int, config: Config) -> KernelEstimate:
-  """The post-processed x2 and analytic x4 kernels of a trained G's kernel."""
-  kernel_x2 = kernel_lib.post_process(raw_kernel, config.n_filtering)
+  """The post-processed x2 and analytic x4 kernels of a trained G's kernel:
+  the original's soft threshold and shift, or for the prior's kernels
+  (no noisy tails) only the shift (`kernel.centred_kernel`)."""
+  if config.generator == "prior":
+    kernel_x2 = kernel_lib.centred_kernel(raw_kernel, 2)
+  else:
+    kernel_x2 = kernel_lib.post_process(raw_kernel, config.n_filtering)
   return KernelEstimate(
       kernel_x2=kernel_x2,
       kernel_x4=kernel_lib.analytic_kernel_x4(kernel_x2.astype(np.float64)),

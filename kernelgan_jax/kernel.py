@@ -172,6 +172,14 @@ def post_process(raw_kernel: np.ndarray, n_filtering: int = 40
   return kernel_shift(kernel, scale=2).astype(np.float32)
 
 
+def centred_kernel(kernel: np.ndarray, scale: int = 2) -> np.ndarray:
+  """A kernel clipped at 0, normalised and shifted to its centre of mass
+  target (`kernel_shift`): the post-processing of kernels from the FKP
+  prior, which have no noisy tails to threshold away (float32)."""
+  kernel = np.clip(np.asarray(kernel, np.float64), 0.0, None)
+  return kernel_shift(kernel / kernel.sum(), scale).astype(np.float32)
+
+
 def analytic_kernel_x4(kernel_x2: np.ndarray) -> np.ndarray:
   """The x4 kernel of two successive x2 downscalings with k2 (spec 7.3).
 

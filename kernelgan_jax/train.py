@@ -22,6 +22,7 @@ from flax import nnx
 
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import losses
+from kernelgan_jax import prior as prior_lib
 from kernelgan_jax import schedule as schedule_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax import data as data_lib
@@ -33,7 +34,7 @@ Metrics = dict[str, Float[Array, ""]]
 
 class GanState(NamedTuple):
   """Everything that changes during training, for one image and seed."""
-  g_params: nnx.State
+  g_params: nnx.State | Array  # G's weights, or the prior generator's z.
   d_params: nnx.State
   d_stats: nnx.State  # Spectral-norm u vectors.
   g_opt: optax.OptState
@@ -44,9 +45,10 @@ class GanState(NamedTuple):
 
 
 class Networks(NamedTuple):
-  """The static halves of G and D and the two optimisers."""
-  g_def: nnx.GraphDef
+  """The static halves of G and D, G's kernel map and the optimisers."""
+  g_def: nnx.GraphDef | None  # None for the prior generator.
   d_def: nnx.GraphDef
+  kernel_of: Callable[[nnx.State | Array], Float[Array, "k k"]]
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
 
@@ -54,20 +56,42 @@ class Networks(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def networks(config: Config) -> Networks:
   """Graph definitions and optimisers (cached: one per config)."""
-  g_def, _ = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(0)))
   d_def, _, _ = nnx.split(PatchDiscriminator(config, rngs=nnx.Rngs(0)),
                           nnx.Param, ...)
   def adam(lr):
     return optax.adam(schedule_lib.learning_rate(lr, config),
                       b1=config.beta1, b2=config.beta2, eps=1e-8)
-  return Networks(g_def, d_def, adam(config.g_lr), adam(config.d_lr))
+  if config.generator == "prior":
+    prior = prior_lib.load_prior()
+    return Networks(None, d_def, functools.partial(prior_kernel, prior),
+                    adam(config.latent_lr), adam(config.d_lr))
+  g_def, _ = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(0)))
+  return Networks(g_def, d_def, functools.partial(generator_kernel, g_def),
+                  adam(config.g_lr), adam(config.d_lr))
+
+
+def prior_kernel(prior: prior_lib.Prior, z: Float[Array, "latent"]
+                 ) -> Float[Array, "13 13"]:
+  """The prior's 11x11 kernel of z on G's 13x13 canvas, padded so that its
+  centre of mass, (k - sf) / 2 = 4.5 in FKP's convention, lands on
+  KernelGAN's 6.5 (`kernel.center_of_mass_target`)."""
+  return jnp.pad(prior_lib.kernel_from_latent(prior, z), ((2, 0), (2, 0)))
+
+
+def _initial_generator(key: jax.Array, config: Config) -> nnx.State | Array:
+  """G's initial weights, or the prior generator's z: FKP's fixed start
+  (`prior.initial_latent`), the same for every image and seed."""
+  if config.generator == "prior":
+    return prior_lib.initial_latent()
+  _, g_params = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(key)))
+  return g_params
 
 
 def init_state(key: jax.Array, config: Config) -> GanState:
   """Fresh networks, optimisers and schedule from one key."""
   nets = networks(config)
   g_key, d_key, run_key = jax.random.split(key, 3)
-  _, g_params = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(g_key)))
+  g_params = _initial_generator(g_key, config)
   _, d_params, d_stats = nnx.split(
       PatchDiscriminator(config, rngs=nnx.Rngs(d_key)), nnx.Param, ...)
   return GanState(
@@ -86,7 +110,7 @@ def generator_kernel(g_def: nnx.GraphDef, g_params: nnx.State
 def final_kernel(state: GanState, config: Config) -> np.ndarray:
   """The 13x13 kernel of a state's generator (or of a stack of states), on
   the host, folded at `config.matmul_precision`."""
-  fold = functools.partial(generator_kernel, networks(config).g_def)
+  fold = networks(config).kernel_of
   for _ in range(np.ndim(state.step)):
     fold = jax.vmap(fold)
   with jax.default_matmul_precision(config.matmul_precision):
@@ -125,7 +149,7 @@ def _noise_shape(config: Config) -> tuple[int, ...]:
 
 def _generator_loss(g_params, state, g_input, config, nets, mask):
   """L_G = L_adv + weighted regularisers (spec 5.4), with its parts."""
-  kernel = generator_kernel(nets.g_def, g_params)
+  kernel = nets.kernel_of(g_params)
   fake = kernel_lib.downscale_with_kernel(g_input, kernel)
   d_fake, d_stats = _discriminate(nets.d_def, state.d_params, state.d_stats,
                                   fake[None])
@@ -194,8 +218,10 @@ def _train_step(state, crops, noise, config):
           state.g_params, state, g_input, config, nets, mask)
   g_updates, g_opt = nets.g_tx.update(g_grads, state.g_opt, state.g_params)
   g_params = optax.apply_updates(state.g_params, g_updates)
+  if config.generator == "prior":
+    g_params = prior_lib.project_latent(g_params)
 
-  new_kernel = generator_kernel(nets.g_def, g_params)
+  new_kernel = nets.kernel_of(g_params)
   fake = kernel_lib.downscale_with_kernel(g_input, new_kernel)
   fake = lax.stop_gradient(fake) + config.fake_noise_std * noise.fake
   (d_loss, d_stats), d_grads = jax.value_and_grad(

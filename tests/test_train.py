@@ -10,6 +10,7 @@ import pytest
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate
+from kernelgan_jax import prior as prior_lib
 from kernelgan_jax import train
 
 CONFIG = config_lib.get_config(max_iters=6)
@@ -124,3 +125,24 @@ def test_chunk_noise_is_each_steps_own_draw():
     np.testing.assert_array_equal(stacked.real[j], single.real)
     np.testing.assert_array_equal(stacked.fake[j], single.fake)
   assert not np.allclose(stacked.real[0], stacked.fake[0])
+
+
+def test_prior_generator_trains_a_latent_on_the_sphere(batch):
+  config = CONFIG.replace(generator="prior")
+  start = train.init_state(jax.random.key(5), config)
+  assert start.g_params.shape == (121,)
+  state, history = train.train(start, batch, config)
+  z = np.asarray(state.g_params)
+  np.testing.assert_allclose(np.linalg.norm(z), 10.0, rtol=1e-5)
+  assert not np.allclose(z, np.asarray(prior_lib.initial_latent()))
+  kernel = train.final_kernel(state, config)
+  assert kernel.shape == (13, 13)
+  # The 11x11 prior kernel sits bottom-right, its centre of mass near
+  # KernelGAN's 6.5.
+  assert not kernel[:2].any() and not kernel[:, :2].any()
+  rows = (kernel.sum(1) * np.arange(13)).sum() / kernel.sum()
+  assert abs(rows - 6.5) < 0.5
+  result = estimate.estimate_from_raw(kernel, history, 0, config)
+  assert result.kernel_x2.sum() == pytest.approx(1.0, abs=1e-5)
+  assert result.kernel_x2.min() >= -1e-4  # Spline ringing of the shift.
+  assert np.isfinite(history["loss_generator"]).all()

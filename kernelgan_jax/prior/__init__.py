@@ -10,10 +10,10 @@ from kernelgan_jax.prior.flow import (KERNEL_SIZE, LATENT_RADIUS,
                                       initial_latent, kernel_from_latent,
                                       latent_from_kernel, load_prior,
                                       log_prob, post_process, pre_process,
-                                      sample)
+                                      project_latent, sample)
 from kernelgan_jax.prior.kernels import to_prior_grid
 
 __all__ = ["KERNEL_SIZE", "LATENT_RADIUS", "LATENT_SIZE", "Prior",
            "init_prior", "initial_latent", "kernel_from_latent",
            "latent_from_kernel", "load_prior", "log_prob", "post_process",
-           "pre_process", "sample", "to_prior_grid"]
+           "pre_process", "project_latent", "sample", "to_prior_grid"]

@@ -379,6 +379,14 @@ def sample(prior: Prior, key: jax.Array, count: int
   return kernel_from_latent(prior, z)
 
 
+def project_latent(z: Float[Array, "*b d"], radius: float = LATENT_RADIUS,
+                   eps: float = 1e-9) -> Float[Array, "*b d"]:
+  """FKP's `SphericalOptimizer` projection, applied after every update of
+  z (spec 4.7): z <- r z / sqrt(|z|^2 + eps)."""
+  return radius * z / jnp.sqrt(jnp.sum(jnp.square(z), axis=-1,
+                                       keepdims=True) + eps)
+
+
 def initial_latent(seed: int = 1) -> Float[Array, "121"]:
   """A fixed z ~ N(0, I): KernelGAN-FKP starts every image from one z
   (drawn after a re-seed to 1 in the original, spec 4.3); not projected."""
