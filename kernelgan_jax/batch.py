@@ -268,6 +268,7 @@ def run_jobs(jobs: Sequence[Job], config: Config, *,
 def estimate_kernels(images: Sequence[np.ndarray],
                      config: Optional[Config] = None,
                      seeds: Sequence[int] = (0,), *,
+                     estimator: str = "kernelgan",
                      loop: Optional[str] = None,
                      devices: Optional[Sequence[jax.Device]] = None,
                      progress: Optional[train_lib.ProgressFn] = None,
@@ -282,6 +283,8 @@ def estimate_kernels(images: Sequence[np.ndarray],
     images: H x W [x C] arrays of any sizes; uint8/uint16, or float [0, 1].
     config: settings; the original's defaults when None.
     seeds: seeds run for every image.
+    estimator: one of `estimate.ESTIMATORS`; 'fkp' runs one image and
+      seed at a time.
     loop: 'python' or 'scan'; None picks the backend's faster one.
     devices: devices to shard the runs over (default: all local ones).
     progress: progress(done, total, metrics averaged over the runs).
@@ -294,7 +297,12 @@ def estimate_kernels(images: Sequence[np.ndarray],
   Raises:
     ImageError: if an image is too small or constant.
   """
-  config = validate(config or Config())
+  if estimator == "fkp":
+    return [[estimate_lib.estimate_kernel(image, config, seed,
+                                          estimator=estimator,
+                                          progress=progress)
+             for seed in seeds] for image in images]
+  config = estimate_lib.estimator_config(config, estimator)
   jobs = [job for i, image in enumerate(images)
           for job in prepare_jobs(image, config, seeds, image_index=i)]
   results = run_jobs(jobs, config, loop=loop, devices=devices,

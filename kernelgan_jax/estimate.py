@@ -18,6 +18,12 @@ from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config, validate
 
 
+# 'kernelgan': the original; 'fkp': KernelGAN-FKP as published (module
+# `fkp`); 'fkp_lite': KernelGAN's own D, losses and schedule with G
+# replaced by FKP's prior of a latent vector (`Config.generator='prior'`).
+ESTIMATORS = ("kernelgan", "fkp", "fkp_lite")
+
+
 @dataclasses.dataclass(frozen=True)
 class KernelEstimate:
   """The result of one estimation.
@@ -74,16 +80,37 @@ def estimate_from_raw(raw_kernel: np.ndarray, history: dict[str, np.ndarray],
       raw_kernel=raw_kernel, history=history, seed=seed)
 
 
+def estimator_config(config: Optional[Config], estimator: str) -> Config:
+  """The validated KernelGAN config an estimator trains with.
+
+  Raises:
+    ValueError: for an unknown estimator.
+  """
+  if estimator not in ESTIMATORS:
+    raise ValueError(f"unknown estimator {estimator!r}: use one of "
+                     f"{', '.join(ESTIMATORS)}")
+  config = validate(config or Config())
+  if estimator == "fkp_lite":
+    config = config.replace(generator="prior")
+  return config
+
+
 def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
-                    seed: int = 0, *,
+                    seed: int = 0, *, estimator: str = "kernelgan",
                     progress: Optional[train_lib.ProgressFn] = None,
                     loop: Optional[str] = None) -> KernelEstimate:
   """Estimates the x2 (and analytic x4) SR kernel of one LR image.
 
   Args:
     image: H x W [x C] array; uint8/uint16, or float in [0, 1].
-    config: settings; the original's defaults when None.
+    config: settings; the original's defaults when None. For 'fkp' a
+      `fkp.FkpConfig`, or a `Config` whose x4, real-image and precision
+      fields it takes (with FKP's own iteration counts).
     seed: makes the crops, initial weights and noise reproducible.
+    estimator: 'kernelgan' (the original), 'fkp' (KernelGAN-FKP, Liang et
+      al., CVPR 2021: its own WGAN-GP critic and schedule, `fkp`) or
+      'fkp_lite' (KernelGAN with G replaced by FKP's prior of a latent);
+      see `ESTIMATORS`.
     progress: optional callback progress(done, total, metrics).
     loop: 'python' or 'scan'; None picks the faster for the backend.
 
@@ -92,8 +119,13 @@ def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
 
   Raises:
     ImageError: for an image too small or without texture.
+    ValueError: for an unknown estimator or a bad config.
   """
-  config = validate(config or Config())
+  if estimator == "fkp":
+    from kernelgan_jax import fkp  # pylint: disable=g-import-not-at-top
+    return fkp.estimate_kernel_fkp(image, fkp.from_config(config), seed,
+                                   progress=progress)
+  config = estimator_config(config, estimator)
   data_key, init_key = seed_keys(seed)
   data = data_lib.prepare(as_float_rgb(image), config, data_key)
   state = train_lib.init_state(init_key, config)
