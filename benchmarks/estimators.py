@@ -88,11 +88,21 @@ def estimate_set(examples: list[div2krk.Example], estimator: str,
 
 
 def run(examples: list[div2krk.Example]) -> None:
+  """Estimates into the kernels file, keeping what it already holds (other
+  estimators, or the same one at another precision under another tag)."""
   seeds = [int(s) for s in _SEEDS.value]
   kernels, timing = {}, {}
+  if os.path.exists(_KERNELS.value):
+    with np.load(_KERNELS.value) as stored:
+      kernels = {k: stored[k] for k in stored.files if k != "meta"}
+      timing = json.loads(str(stored["meta"]))["timing"]
   for estimator in _ESTIMATORS.value:
-    found, timing[estimator] = estimate_set(examples, estimator, seeds,
-                                            _X4.value)
+    found, seconds = estimate_set(examples, estimator, seeds, _X4.value)
+    if _PRECISION.value != "highest":  # Kept apart from the default runs.
+      estimator = f"{estimator}@{_PRECISION.value}"
+      found = {estimator + k[k.index("/"):]: v for k, v in found.items()}
+    timing[estimator] = dict(seconds, matmul_precision=_PRECISION.value,
+                             device=machine.device_name())
     kernels.update(found)
     print(f"{estimator}: {json.dumps(timing[estimator])}", flush=True)
     meta = dict(machine.describe(), set=_SET_DIR.value, x4=_X4.value,

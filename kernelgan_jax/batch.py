@@ -33,7 +33,7 @@ import numpy as np
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import train as train_lib
-from kernelgan_jax.config import Config, validate
+from kernelgan_jax.config import Config
 from kernelgan_jax.data import TrainData
 from kernelgan_jax.estimate import KernelEstimate
 from kernelgan_jax.train import GanState

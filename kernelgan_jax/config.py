@@ -34,6 +34,7 @@ class Config:
   # radius 10 and moved with Adam at `latent_lr`.
   generator: str = "linear"
   latent_lr: float = 5e-4
+  prior_path: str | None = None  # The prior's weights; None: the shipped.
   g_chan: int = 64
   d_chan: int = 64
   g_structure: tuple[int, ...] = (7, 5, 3, 1, 1, 1)

@@ -18,6 +18,8 @@ from typing import Callable, Optional, Sequence
 from absl import logging
 
 from kernelgan_jax import batch as batch_lib
+from kernelgan_jax import data as data_lib
+from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import ensemble
 from kernelgan_jax import io
 from kernelgan_jax.config import Config
@@ -58,10 +60,14 @@ def plan(paths: Sequence[str], output_dir: str, config: Config,
 
 
 def _prepare(row: Row, config: Config, seeds: Sequence[int],
-             index: int) -> list[batch_lib.Job]:
-  """The row's jobs, or [] with the row marked as an error."""
+             index: int, estimator: str) -> list:
+  """The row's jobs (for 'fkp', (index, seed, image) triples), or [] with
+  the row marked as an error."""
   try:
     image = io.read_image(row["path"])
+    if estimator == "fkp":
+      data_lib.check_size(estimate_lib.as_float_rgb(image), config)
+      return [(index, seed, image) for seed in seeds]
     return batch_lib.prepare_jobs(image, config, seeds, image_index=index)
   except (ImageError, OSError, ValueError) as error:
     row.update(status="error", message=str(error))
@@ -70,10 +76,11 @@ def _prepare(row: Row, config: Config, seeds: Sequence[int],
 
 
 def _write(row: Row, estimates, config: Config, method: str,
-           seconds: float, batch_images: int) -> None:
+           seconds: float, batch_images: int, estimator: str) -> None:
   """Combines the seeds and writes the row's folder; marks the row."""
   estimate = ensemble.combine_estimates(estimates, method)
-  extra = {"image": row["path"], "seconds": round(seconds, 3),
+  extra = {"image": row["path"], "estimator": estimator,
+           "seconds": round(seconds, 3),
            "batch_images": batch_images}
   if len(estimates) > 1:
     extra.update(ensemble.ensemble_log(estimates, method))
@@ -90,18 +97,27 @@ def _write(row: Row, estimates, config: Config, method: str,
 def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
                method: str,
                progress: Optional[Callable[[], Optional[ProgressFn]]],
-               strategy: str, pad_to: int) -> None:
+               strategy: str, pad_to: int, estimator: str) -> None:
   """Trains one batch and writes its images' outputs."""
   start = time.perf_counter()
-  results = batch_lib.run_jobs(jobs, config,
-                               progress=progress() if progress else None,
-                               strategy=strategy, pad_to=pad_to)
+  if isinstance(jobs[0], batch_lib.Job):
+    results = batch_lib.run_jobs(jobs, config,
+                                 progress=progress() if progress else None,
+                                 strategy=strategy, pad_to=pad_to)
+    indices = [job.image_index for job in jobs]
+  else:  # KernelGAN-FKP: one image and seed at a time.
+    results = [estimate_lib.estimate_kernel(
+        image, config, seed, estimator="fkp",
+        progress=progress() if progress else None)
+               for _, seed, image in jobs]
+    indices = [index for index, _, _ in jobs]
   seconds = time.perf_counter() - start
   by_image = {}
-  for job, result in zip(jobs, results):
-    by_image.setdefault(job.image_index, []).append(result)
+  for index, result in zip(indices, results):
+    by_image.setdefault(index, []).append(result)
   for index, estimates in by_image.items():
-    _write(rows[index], estimates, config, method, seconds, len(by_image))
+    _write(rows[index], estimates, config, method, seconds, len(by_image),
+           estimator)
 
 
 def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
@@ -109,7 +125,8 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
                     overwrite: bool = False,
                     progress: Optional[Callable[[], Optional[ProgressFn]]]
                     = None, *, method: str = "median",
-                    strategy: Optional[str] = None) -> list[Row]:
+                    strategy: Optional[str] = None,
+                    estimator: str = "kernelgan") -> list[Row]:
   """Estimates the kernels of many images, `batch_size` images at a time.
 
   Images are read and prepared in input order by a pool of threads, up to
@@ -132,6 +149,7 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
     method: how several seeds' kernels are combined (`ensemble.combine`).
     strategy: 'vmap' or 'sequential'; None picks the backend's faster one
       (`batch.default_strategy`).
+    estimator: one of `estimate.ESTIMATORS`.
 
   Returns:
     One row per path, in input order: name, path, status ('ok',
@@ -144,6 +162,8 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if method not in ensemble.METHODS:
     raise ValueError(f"method must be one of {ensemble.METHODS}")
+  if estimator != "fkp":
+    config = estimate_lib.estimator_config(config, estimator)
   strategy = strategy or batch_lib.default_strategy()
   rows = plan(paths, output_dir, config, overwrite)
   pending = [i for i, r in enumerate(rows) if r["status"] == PENDING]
@@ -156,7 +176,7 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
         if index is None:
           return
         queue.append(pool.submit(_prepare, rows[index], config, seeds,
-                                 index))
+                                 index, estimator))
     top_up()
     while queue:
       new_jobs = queue.popleft().result()
@@ -166,7 +186,7 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
         images_in_batch += 1
       if images_in_batch == batch_size or (jobs and not queue):
         _run_batch(rows, jobs, config, method, progress, strategy,
-                   pad_to=batch_size * len(seeds))
+                   batch_size * len(seeds), estimator)
         jobs, images_in_batch = [], 0
   for row in rows:
     row.pop("folder", None)

@@ -24,7 +24,7 @@ from kernelgan_jax import config as config_lib
 from kernelgan_jax import folder as folder_lib
 from kernelgan_jax import io
 from kernelgan_jax.data import ImageError
-from kernelgan_jax.estimate import estimate_kernel
+from kernelgan_jax.estimate import estimate_kernel, estimator_config
 from kernelgan_jax.progress import ProgressBar
 
 _IMAGE = flags.DEFINE_string("image", None, "Input LR image file.")
@@ -40,6 +40,14 @@ _SEEDS = flags.DEFINE_integer(
     "combined by a centre-aligned median.", lower_bound=1)
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "results", "Root folder; outputs go to <output_dir>/<name>.")
+_ESTIMATOR = flags.DEFINE_enum(
+    "estimator", "kernelgan", ["kernelgan", "fkp", "fkp_lite"],
+    "kernelgan: the original; fkp: KernelGAN-FKP (Liang et al., CVPR "
+    "2021), G a latent of a learned kernel prior and a WGAN-GP critic, far "
+    "slower; fkp_lite: KernelGAN with G replaced by that prior's latent.")
+_PRIOR = flags.DEFINE_string(
+    "prior", None, "With --estimator=fkp or fkp_lite: the prior's weights "
+    "(.npz from python -m kernelgan_jax.prior.train; default: the shipped).")
 _X4 = flags.DEFINE_bool("x4", False, "Also write the analytic x4 kernel.")
 _REAL = flags.DEFINE_bool(
     "real", False, "Real-image mode: do not shave the 10-pixel border.")
@@ -105,11 +113,13 @@ def _estimate_one(config: config_lib.Config) -> None:
                              _OVERWRITE.value, _SR.value)
   start = time.perf_counter()
   progress = None if _QUIET.value else ProgressBar(sys.stderr)
-  estimate = estimate_kernel(image, config, _SEED.value, progress=progress)
+  estimate = estimate_kernel(image, config, _SEED.value,
+                             estimator=_ESTIMATOR.value, progress=progress)
   seconds = time.perf_counter() - start
   sr_image = _super_resolve(image, estimate, config) if _SR.value else None
   written = io.write_outputs(folder, name, estimate, config, {
-      "image": _IMAGE.value, "seconds": round(seconds, 3),
+      "image": _IMAGE.value, "estimator": _ESTIMATOR.value,
+      "seconds": round(seconds, 3),
       "seconds_total": round(time.perf_counter() - start, 3)}, sr_image)
   print(f"kernel estimated in {seconds:.1f} s; wrote {len(written)} files "
         f"to {folder}")
@@ -146,7 +156,7 @@ def _estimate_many(config: config_lib.Config) -> None:
       _input_paths(), _OUTPUT_DIR.value, config,
       batch_size=_BATCH_SIZE.value,
       seeds=range(_SEED.value, _SEED.value + _SEEDS.value),
-      overwrite=_OVERWRITE.value,
+      overwrite=_OVERWRITE.value, estimator=_ESTIMATOR.value,
       progress=None if _QUIET.value else (lambda: ProgressBar(sys.stderr)))
   print(folder_lib.format_table(rows))
   failed = [r for r in rows if r["status"] == "error"]
@@ -167,10 +177,21 @@ def main(argv: list[str]) -> None:
                       os.path.expanduser(_CACHE_DIR.value))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   overrides = {"x4": _X4.value, "real_image": _REAL.value}
+  if _PRIOR.value:
+    if not os.path.isfile(_PRIOR.value):
+      _fail(f"--prior: no such file: {_PRIOR.value}")
+    overrides["prior_path"] = _PRIOR.value
   if _ITERS.value is not None:
     overrides["max_iters"] = _ITERS.value
   try:
     config = config_lib.get_config(_CONFIG.value, **overrides)
+    if _ESTIMATOR.value != "fkp":
+      config = estimator_config(config, _ESTIMATOR.value)
+    else:  # KernelGAN-FKP: its own settings and iteration counts.
+      from kernelgan_jax import fkp  # pylint: disable=g-import-not-at-top
+      config = fkp.from_config(config)
+      if _ITERS.value is not None:
+        config = config.replace(iters_x2=_ITERS.value, iters_x4=_ITERS.value)
     if _IMAGE.value and _SEEDS.value == 1:
       _estimate_one(config)
     else:
@@ -179,9 +200,17 @@ def main(argv: list[str]) -> None:
     _fail(str(error))
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with a bad flag reported in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    _fail(str(error))
+
+
 def run() -> None:
   """Console-script entry point."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

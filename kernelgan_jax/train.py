@@ -62,7 +62,7 @@ def networks(config: Config) -> Networks:
     return optax.adam(schedule_lib.learning_rate(lr, config),
                       b1=config.beta1, b2=config.beta2, eps=1e-8)
   if config.generator == "prior":
-    prior = prior_lib.load_prior()
+    prior = prior_lib.load_prior(config.prior_path)
     return Networks(None, d_def, functools.partial(prior_kernel, prior),
                     adam(config.latent_lr), adam(config.d_lr))
   g_def, _ = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(0)))
