@@ -736,20 +736,25 @@ def load_set(set_dir: str) -> dict[str, Example]:
 def load_or_make_set(set_dir: str, num_images: int,
                      hr_size: Optional[int] = None, x4: bool = False,
                      seed: int = 0,
-                     family: str = 'gaussian') -> list[Example]:
+                     family: Optional[str] = None) -> list[Example]:
   """The first `num_images` examples of the set in `set_dir`, writing it
   first from scikit-image's photographs when the folder holds no set.
+
+  Args:
+    family: the kernel family the set must have; None accepts the set's
+      own, and makes a 'gaussian' one when there is none.
 
   Raises:
     ValueError: if the set found in `set_dir` is of another kernel family.
   """
-  check_family(family)
+  if family is not None:
+    check_family(family)
   if not os.path.exists(os.path.join(set_dir, 'manifest.json')):
     names = SAMPLE_IMAGE_NAMES[:num_images]
     write_set(set_dir, sample_photographs(names, hr_size=hr_size), seed=seed,
-              x4=x4, family=family)
+              x4=x4, family=family or 'gaussian')
   found = read_manifest(set_dir)['family']
-  if found != family:
+  if family is not None and found != family:
     raise ValueError(
         f'{set_dir} holds a {found!r} set, not {family!r}')
   return list(load_set(set_dir).values())[:num_images]

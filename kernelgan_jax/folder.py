@@ -97,8 +97,10 @@ def _write(row: Row, estimates, config: Config, method: str,
 def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
                method: str,
                progress: Optional[Callable[[], Optional[ProgressFn]]],
-               strategy: str, pad_to: int, estimator: str) -> None:
-  """Trains one batch and writes its images' outputs."""
+               strategy: str, pad_to: int, estimator: str,
+               pool: futures.Executor) -> list[futures.Future]:
+  """Trains one batch; its images' outputs are written by `pool` (while
+  the next batch trains), whose futures are returned."""
   start = time.perf_counter()
   if isinstance(jobs[0], batch_lib.Job):
     results = batch_lib.run_jobs(jobs, config,
@@ -115,9 +117,9 @@ def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
   by_image = {}
   for index, result in zip(indices, results):
     by_image.setdefault(index, []).append(result)
-  for index, estimates in by_image.items():
-    _write(rows[index], estimates, config, method, seconds, len(by_image),
-           estimator)
+  return [pool.submit(_write, rows[index], estimates, config, method, seconds,
+                      len(by_image), estimator)
+          for index, estimates in by_image.items()]
 
 
 def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
@@ -168,7 +170,7 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
   rows = plan(paths, output_dir, config, overwrite)
   pending = [i for i, r in enumerate(rows) if r["status"] == PENDING]
   todo, queue = iter(pending), collections.deque()
-  jobs, images_in_batch = [], 0
+  jobs, images_in_batch, writes = [], 0, []
   with futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
     def top_up():  # Prepares up to two batches ahead, in input order.
       while len(queue) < 2 * batch_size:
@@ -185,9 +187,11 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
         jobs += new_jobs
         images_in_batch += 1
       if images_in_batch == batch_size or (jobs and not queue):
-        _run_batch(rows, jobs, config, method, progress, strategy,
-                   batch_size * len(seeds), estimator)
+        writes += _run_batch(rows, jobs, config, method, progress, strategy,
+                             batch_size * len(seeds), estimator, pool)
         jobs, images_in_batch = [], 0
+    for write in writes:
+      write.result()
   for row in rows:
     row.pop("folder", None)
   return rows

@@ -64,10 +64,11 @@ KERNELS: dict[str, tuple[KernelFn, float]] = {
 }
 
 
-def resize_matrix(in_length: int, out_length: int, scale: float,
-                  kernel: str = "cubic",
-                  antialiasing: bool = True) -> np.ndarray:
-  """Dense 1-D resampling matrix of MATLAB's imresize along one axis.
+def resize_taps(in_length: int, out_length: int, scale: float,
+                kernel: str = "cubic", antialiasing: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """MATLAB's imresize along one axis as taps: out[i] = sum_t w[i, t] *
+  in[source[i, t]] (sources mirrored at the borders, weights summing to 1).
 
   Args:
     in_length: input size along the axis.
@@ -77,7 +78,7 @@ def resize_matrix(in_length: int, out_length: int, scale: float,
     antialiasing: stretch the kernel by 1/scale when downscaling.
 
   Returns:
-    (out_length, in_length) float64 matrix M with out = M @ in; rows sum to 1.
+    (source, weights): int (out_length, taps) indices and float64 weights.
   """
   kernel_fn, kernel_width = KERNELS[kernel]
   if antialiasing and scale < 1.0:
@@ -95,7 +96,26 @@ def resize_matrix(in_length: int, out_length: int, scale: float,
   sums = weights.sum(axis=1, keepdims=True)
   weights = weights / np.where(sums == 0.0, 1.0, sums)
   mirror = np.concatenate([np.arange(in_length), np.arange(in_length)[::-1]])
-  source = mirror[np.mod(indices.astype(np.int64), 2 * in_length)]
+  return mirror[np.mod(indices.astype(np.int64), 2 * in_length)], weights
+
+
+def resize_matrix(in_length: int, out_length: int, scale: float,
+                  kernel: str = "cubic",
+                  antialiasing: bool = True) -> np.ndarray:
+  """Dense 1-D resampling matrix of MATLAB's imresize along one axis.
+
+  Args:
+    in_length: input size along the axis.
+    out_length: output size along the axis.
+    scale: output/input scale factor along the axis.
+    kernel: one of `KERNELS`.
+    antialiasing: stretch the kernel by 1/scale when downscaling.
+
+  Returns:
+    (out_length, in_length) float64 matrix M with out = M @ in; rows sum to 1.
+  """
+  source, weights = resize_taps(in_length, out_length, scale, kernel,
+                                antialiasing)
   matrix = np.zeros((out_length, in_length))
   rows = np.broadcast_to(np.arange(out_length)[:, None], source.shape)
   np.add.at(matrix, (rows, source), weights)
@@ -126,10 +146,19 @@ def output_size(in_shape: tuple[int, int], scale: float | None,
   return scales, tuple(int(o) for o in output_shape)
 
 
+def _resize_axis_taps(image: np.ndarray, axis: int, source: np.ndarray,
+                      weights: np.ndarray) -> np.ndarray:
+  """`resize_taps` applied on the host: a few taps per output, not a dense
+  (out x in) product."""
+  moved = np.moveaxis(image, axis, 0)
+  out = np.zeros((source.shape[0],) + moved.shape[1:])
+  extra = (slice(None),) + (None,) * (moved.ndim - 1)
+  for t in range(source.shape[1]):
+    out += weights[:, t][extra] * moved[source[:, t]]
+  return np.moveaxis(out, 0, axis)
+
+
 def _resize_axis(image: jax.Array, axis: int, matrix: np.ndarray) -> jax.Array:
-  if isinstance(image, np.ndarray):
-    moved = np.moveaxis(image, axis, 0)
-    return np.moveaxis(np.tensordot(matrix, moved, axes=1), 0, axis)
   moved = jnp.moveaxis(image, axis, 0)
   resized = jnp.tensordot(jnp.asarray(matrix, image.dtype), moved, axes=1,
                           precision=jax.lax.Precision.HIGHEST)
@@ -169,6 +198,11 @@ def _imresize(image, scale, output_shape, kernel, antialiasing):
   scales, out_shape = output_size(image.shape[:2], scale, output_shape)
   for axis in np.argsort(scales, kind="stable"):
     if scales[axis] == 1.0 and out_shape[axis] == image.shape[axis]:
+      continue
+    if isinstance(image, np.ndarray):
+      image = _resize_axis_taps(image, int(axis), *resize_taps(
+          image.shape[axis], out_shape[axis], scales[axis], kernel,
+          antialiasing))
       continue
     matrix = resize_matrix(image.shape[axis], out_shape[axis], scales[axis],
                            kernel, antialiasing)

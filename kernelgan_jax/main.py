@@ -34,7 +34,7 @@ _INPUT_DIR = flags.DEFINE_string(
     "input_dir", None, "Many images: every file in this folder.")
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Many images: how many are estimated together "
-    "(default: 4 on CPU, 64 on GPU/TPU).", lower_bound=1)
+    "(default: 4 on CPU, 128 on GPU/TPU).", lower_bound=1)
 _SEEDS = flags.DEFINE_integer(
     "seeds", 1, "Runs per image (seeds seed, seed+1, ...); several are "
     "combined by a centre-aligned median.", lower_bound=1)

@@ -418,7 +418,8 @@ def test_load_or_make_set_checks_family(tmp_path):
   examples = div2krk.load_or_make_set(set_dir, 1, family='disk')
   assert [e.name for e in examples] == ['a'] and examples[0].family == 'disk'
   with pytest.raises(ValueError, match="holds a 'disk' set"):
-    div2krk.load_or_make_set(set_dir, 1)
+    div2krk.load_or_make_set(set_dir, 1, family='gaussian')
+  assert div2krk.load_or_make_set(set_dir, 2)[1].family == 'disk'  # Any.
   # A manifest from before families existed reads as a Gaussian set.
   old_dir = str(tmp_path / 'old')
   div2krk.write_set(old_dir, photos, seed=0)

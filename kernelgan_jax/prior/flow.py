@@ -437,7 +437,7 @@ def _unflatten(flat: dict[str, np.ndarray]) -> Params:
     *parents, leaf = name.split("/")
     for parent in parents:
       node = node.setdefault(parent, {})
-    node[leaf] = jnp.asarray(value, jnp.float32)
+    node[leaf] = np.asarray(value, np.float32)
   return tree
 
 
@@ -471,6 +471,9 @@ def load_metadata(path: str | None = None) -> dict[str, Any]:
 def load_prior(path: str | None = None) -> Prior:
   """Reads a prior written by `save_prior` (default: the shipped x2 one).
 
+  The arrays are numpy's, so the prior can be loaded (and cached) while a
+  function is being traced and then closed over as constants.
+
   Raises:
     ValueError: one line naming the path, if the file is missing, is not a
       readable .npz, or does not hold a consistent flow.
@@ -486,7 +489,7 @@ def load_prior(path: str | None = None) -> Prior:
     if missing or not params:
       raise ValueError(f"missing {', '.join(missing) or 'params'}")
     prior = Prior(params=params,
-                  **{name: jnp.asarray(flat[name], jnp.float32)
+                  **{name: np.asarray(flat[name], np.float32)
                      for name in _STATIC_KEYS})
     _check(prior)
   except FileNotFoundError:
