@@ -20,6 +20,9 @@ from kernelgan_jax.config import Config
 from kernelgan_jax.imresize import imresize
 
 
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601.
+
+
 class ImageError(ValueError):
   """The input cannot be used: unreadable, too small, or featureless."""
 
@@ -106,7 +109,7 @@ def gradient_map(image_hwc: np.ndarray, window: int = 5,
   Raises:
     ImageError: when the image has no gradients at all.
   """
-  gray = image_hwc @ np.array([0.299, 0.587, 0.114])
+  gray = image_hwc @ LUMA_WEIGHTS
   d_row, d_col = np.gradient(gray)
   magnitude = zero_frame(np.sqrt(d_row**2 + d_col**2), window)
   if not magnitude.any():

@@ -16,12 +16,14 @@ import time
 from typing import Callable, Optional, Sequence
 
 from absl import logging
+import numpy as np
 
 from kernelgan_jax import batch as batch_lib
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import ensemble
 from kernelgan_jax import io
+from kernelgan_jax import reliability
 from kernelgan_jax.config import Config
 from kernelgan_jax.data import ImageError
 from kernelgan_jax.train import ProgressFn
@@ -76,11 +78,14 @@ def _prepare(row: Row, config: Config, seeds: Sequence[int],
 
 
 def _write(row: Row, estimates, config: Config, method: str,
-           seconds: float, batch_images: int, estimator: str) -> None:
-  """Combines the seeds and writes the row's folder; marks the row."""
+           seconds: float, batch_images: int, estimator: str,
+           image: np.ndarray) -> None:
+  """Combines the seeds, scores the kernel's reliability on `image` (the
+  shaved LR image) and writes the row's folder; marks the row."""
   estimate = ensemble.combine_estimates(estimates, method)
+  trust = reliability.score(image, estimate)
   extra = {"image": row["path"], "estimator": estimator,
-           "seconds": round(seconds, 3),
+           "reliability": trust, "seconds": round(seconds, 3),
            "batch_images": batch_images}
   if len(estimates) > 1:
     extra.update(ensemble.ensemble_log(estimates, method))
@@ -91,7 +96,11 @@ def _write(row: Row, estimates, config: Config, method: str,
     logging.warning("cannot write %s: %s", row["folder"], error)
     return
   row.update(status="ok", seconds=seconds,
-             kernel_size=int(estimate.kernel_x2.shape[0]))
+             kernel_size=int(estimate.kernel_x2.shape[0]),
+             reliability=trust[reliability.HEADLINE])
+  if trust["unreliable"]:
+    row["message"] = "kernel looks unreliable"
+    logging.warning(reliability.warning(row["name"], trust))
 
 
 def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
@@ -107,18 +116,20 @@ def _run_batch(rows: list[Row], jobs: list[batch_lib.Job], config: Config,
                                  progress=progress() if progress else None,
                                  strategy=strategy, pad_to=pad_to)
     indices = [job.image_index for job in jobs]
+    images = {job.image_index: (job.data.image + 1.0) / 2.0 for job in jobs}
   else:  # KernelGAN-FKP: one image and seed at a time.
     results = [estimate_lib.estimate_kernel(
         image, config, seed, estimator="fkp",
         progress=progress() if progress else None)
                for _, seed, image in jobs]
     indices = [index for index, _, _ in jobs]
+    images = {index: image for index, _, image in jobs}
   seconds = time.perf_counter() - start
   by_image = {}
   for index, result in zip(indices, results):
     by_image.setdefault(index, []).append(result)
   return [pool.submit(_write, rows[index], estimates, config, method, seconds,
-                      len(by_image), estimator)
+                      len(by_image), estimator, images[index])
           for index, estimates in by_image.items()]
 
 
@@ -199,14 +210,17 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
 
 def format_table(rows: Sequence[Row]) -> str:
   """A plain-text summary table of `estimate_folder`'s rows."""
-  lines = [f"{'image':<24} {'status':<8} {'kernel':>6} {'seconds':>8}  note"]
+  lines = [f"{'image':<24} {'status':<8} {'kernel':>6} {'seconds':>8} "
+           f"{'reliab.':>7}  note"]
   for row in rows:
     size = row.get("kernel_size")
     seconds = row.get("seconds")
+    trust = row.get("reliability")
     lines.append(
         f"{row['name'][:24]:<24} {row['status']:<8} "
         f"{f'{size}x{size}' if size else '':>6} "
-        f"{f'{seconds:.1f}' if seconds is not None else '':>8}  "
+        f"{f'{seconds:.1f}' if seconds is not None else '':>8} "
+        f"{f'{trust:+.3f}' if trust is not None else '':>7}  "
         f"{row['message']}")
   counts = {s: sum(r["status"] == s for r in rows)
             for s in ("ok", "skipped", "error")}

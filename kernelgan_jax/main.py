@@ -23,6 +23,7 @@ import jax
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import folder as folder_lib
 from kernelgan_jax import io
+from kernelgan_jax import reliability
 from kernelgan_jax.data import ImageError
 from kernelgan_jax.estimate import estimate_kernel, estimator_config
 from kernelgan_jax.progress import ProgressBar
@@ -116,13 +117,17 @@ def _estimate_one(config: config_lib.Config) -> None:
   estimate = estimate_kernel(image, config, _SEED.value,
                              estimator=_ESTIMATOR.value, progress=progress)
   seconds = time.perf_counter() - start
+  trust = reliability.score(image, estimate)
   sr_image = _super_resolve(image, estimate, config) if _SR.value else None
   written = io.write_outputs(folder, name, estimate, config, {
       "image": _IMAGE.value, "estimator": _ESTIMATOR.value,
-      "seconds": round(seconds, 3),
+      "seconds": round(seconds, 3), "reliability": trust,
       "seconds_total": round(time.perf_counter() - start, 3)}, sr_image)
-  print(f"kernel estimated in {seconds:.1f} s; wrote {len(written)} files "
-        f"to {folder}")
+  print(f"kernel estimated in {seconds:.1f} s (reliability "
+        f"{trust[reliability.HEADLINE]:+.3f}); wrote {len(written)} files to "
+        f"{folder}")
+  if reliability.warning(name, trust):
+    print(reliability.warning(name, trust), file=sys.stderr)
 
 
 def _input_paths() -> list[str]:

@@ -22,7 +22,6 @@ from flax import nnx
 
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import losses
-from kernelgan_jax import prior as prior_lib
 from kernelgan_jax import schedule as schedule_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax import data as data_lib
@@ -62,6 +61,7 @@ def networks(config: Config) -> Networks:
     return optax.adam(schedule_lib.learning_rate(lr, config),
                       b1=config.beta1, b2=config.beta2, eps=1e-8)
   if config.generator == "prior":
+    from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top  # Only for it.
     prior = prior_lib.load_prior(config.prior_path)
     return Networks(None, d_def, functools.partial(prior_kernel, prior),
                     adam(config.latent_lr), adam(config.d_lr))
@@ -70,11 +70,12 @@ def networks(config: Config) -> Networks:
                   adam(config.g_lr), adam(config.d_lr))
 
 
-def prior_kernel(prior: prior_lib.Prior, z: Float[Array, "latent"]
+def prior_kernel(prior: "prior_lib.Prior", z: Float[Array, "latent"]
                  ) -> Float[Array, "13 13"]:
   """The prior's 11x11 kernel of z on G's 13x13 canvas, padded so that its
   centre of mass, (k - sf) / 2 = 4.5 in FKP's convention, lands on
   KernelGAN's 6.5 (`kernel.center_of_mass_target`)."""
+  from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
   return jnp.pad(prior_lib.kernel_from_latent(prior, z), ((2, 0), (2, 0)))
 
 
@@ -82,6 +83,7 @@ def _initial_generator(key: jax.Array, config: Config) -> nnx.State | Array:
   """G's initial weights, or the prior generator's z: FKP's fixed start
   (`prior.initial_latent`), the same for every image and seed."""
   if config.generator == "prior":
+    from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
     return prior_lib.initial_latent()
   _, g_params = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(key)))
   return g_params
@@ -219,6 +221,7 @@ def _train_step(state, crops, noise, config):
   g_updates, g_opt = nets.g_tx.update(g_grads, state.g_opt, state.g_params)
   g_params = optax.apply_updates(state.g_params, g_updates)
   if config.generator == "prior":
+    from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
     g_params = prior_lib.project_latent(g_params)
 
   new_kernel = nets.kernel_of(g_params)

@@ -11,11 +11,12 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.signal
 
+from kernelgan_jax import data as data_lib
 from kernelgan_jax import degradation
 from kernelgan_jax.imresize import imresize
 
 # ITU-R BT.601 luma weights, as the original's rgb2gray.
-_LUMA = jnp.array([0.299, 0.587, 0.114], jnp.float32)
+_LUMA = jnp.asarray(data_lib.LUMA_WEIGHTS, jnp.float32)
 
 
 def to_gray(image_hwc: jax.Array) -> jax.Array:

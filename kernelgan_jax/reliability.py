@@ -1,0 +1,512 @@
+"""How far to trust an estimated SR kernel, from the LR image alone.
+
+KernelGAN can return a confidently wrong kernel (seeds agreeing on it), so
+each estimate gets numbers computed from the LR image, the estimated x2
+kernel and, optionally, the estimation's loss history, FKP's prior or a
+second estimator's kernel; none needs the HR image or the true kernel.
+`benchmarks/reliability.py` measures how well each ranks estimates by
+their true kernel error (Spearman) on DIV2KRK-protocol sets. KernelGAN's
+premise is that the LR image downscaled by the right x2 kernel looks like
+the LR image itself (its patches recur across scales); the image-based
+candidates test that:
+
+* `recurrence_error`: the mean distance of the LR image's textured patches
+  to their nearest neighbours among the patches of the LR image
+  downscaled by the kernel, relative to their contrast. Too wide a kernel
+  leaves the LR's sharp patches unmatched, too narrow a one makes the
+  downscaled patches sharper than any in the LR. Its level depends on the
+  image, so `score` divides it by the same error for MATLAB's bicubic
+  kernel: the headline 'recurrence_vs_bicubic' (`HEADLINE`).
+* `sharpness_mismatch`: log ratio of `edge_sharpness` (|Laplacian| over
+  |gradient| on the strongest edges, about the inverse edge width) of the
+  downscaled image to the LR's; about 0 for a consistent kernel, negative
+  when the kernel is too wide. `spectral_mismatch` is the same with the
+  power in the top frequency octave over the next one
+  (`band_power_ratios`), optionally per orientation. Both are cheap and
+  signed, but image noise pushes them towards "too wide".
+* `width_scan`: whether `recurrence_error` is least at the estimate along
+  wider and narrower copies of it (`stretch_kernel`).
+* `prior_nll`: the negative log-likelihood under FKP's normalising-flow
+  prior (trained on Gaussian kernels).
+* `kernel_moments`: width, anisotropy and far mass of the estimate itself.
+* `history_features`: the last losses of the estimation.
+* `agreement`: `metrics.kernel_error` between two estimators' kernels (a
+  second estimation's cost).
+
+`score` gathers the useful and cheap ones into the dict logged per image.
+"""
+
+import functools
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+import numpy as np
+from scipy import ndimage
+
+from kernelgan_jax import data as data_lib
+from kernelgan_jax import estimate as estimate_lib
+from kernelgan_jax import metrics
+
+SCALE = 2
+EDGE_QUANTILE = 0.7  # `edge_sharpness` keeps the strongest 30 % gradients.
+EDGE_BORDER = 4  # Pixels dropped at each side (reflection artefacts).
+PATCH = 5
+RECURRENCE_CROP = 192  # Side of the LR tile `recurrence_error` uses.
+RECURRENCE_QUERIES = 1024
+TEXTURED_FRACTION = 0.25
+WIDTH_FACTORS = (0.7, 0.85, 1.0, 1.2, 1.4)
+FAR_RADIUS = 5.0  # `kernel_moments`: mass beyond this many px of the COM.
+NLL_SAMPLES = 16
+HISTORY_TAIL = 100
+# The headline signal of `score` and its warning threshold, chosen on two
+# 8-image DIV2KRK-protocol sets and checked on two held-out ones
+# (benchmarks/results/reliability-*.md; about 1 in 6 true kernels is
+# flagged too: narrow ones that the image cannot tell from bicubic).
+HEADLINE = 'recurrence_vs_bicubic'
+WARN_ABOVE = -0.07
+
+
+def warning(name: str, scores: dict[str, float]) -> Optional[str]:
+  """The command line's one-line warning for an unreliable kernel, or None."""
+  if not scores.get('unreliable'):
+    return None
+  return (f'warning: {name}: the kernel explains the image no better than '
+          f'bicubic downscaling (reliability {scores[HEADLINE]:+.3f} > '
+          f'{WARN_ABOVE}); check it before relying on it')
+
+
+def luminance(image: np.ndarray) -> Float[np.ndarray, 'h w']:
+  """BT.601 luma of an image (uint or float, gray or RGB), float64."""
+  return estimate_lib.as_float_rgb(image) @ data_lib.LUMA_WEIGHTS
+
+
+def _as_gray(image: np.ndarray) -> Float[np.ndarray, 'h w']:
+  """A 2-D float image as is, anything else through `luminance`."""
+  image = np.asarray(image)
+  if image.ndim == 2 and np.issubdtype(image.dtype, np.floating):
+    return image.astype(np.float64)
+  return luminance(image)
+
+
+def edge_sharpness(gray: Float[np.ndarray, 'h w'],
+                   quantile: float = EDGE_QUANTILE,
+                   border: int = EDGE_BORDER) -> float:
+  """Mean |Laplacian| over mean |gradient| on the strongest edges.
+
+  For a step edge blurred to width w both are taken at the same pixels,
+  the gradient scales as 1 / w and the Laplacian as 1 / w^2, so the ratio
+  is about proportional to 1 / w: a scale-free sharpness.
+
+  Args:
+    gray: (h, w) image, larger than 2 border + 2 on both sides.
+    quantile: pixels whose gradient magnitude is above this quantile count.
+    border: pixels dropped on every side first.
+
+  Returns:
+    The ratio (per pixel), positive; nan for an image without gradients.
+  """
+  gray = np.asarray(gray, np.float64)
+  if min(gray.shape) <= 2 * border + 2:
+    raise ValueError(f'image {gray.shape} too small for border {border}')
+  d_row, d_col = np.gradient(gray)
+  inner = (slice(border, -border or None),) * 2
+  magnitude = np.hypot(d_row, d_col)[inner]
+  laplacian = np.abs(ndimage.laplace(gray))[inner]
+  strong = magnitude >= np.quantile(magnitude, quantile)
+  total = magnitude[strong].sum()
+  if not total > 0:
+    return float('nan')
+  return float(laplacian[strong].sum() / total)
+
+
+def sharpness_mismatch(lr_image: np.ndarray, kernel: np.ndarray,
+                       scale: int = SCALE) -> float:
+  """log(sharpness of the LR image downscaled by `kernel` / the LR's).
+
+  About 0 when the kernel is consistent with the image (scale
+  invariance); negative: the kernel is too wide, positive: too narrow.
+
+  Args:
+    lr_image: (h, w[, c]) LR image (uint or float in [0, 1]).
+    kernel: (k, k) estimated kernel for a x`scale` downscale.
+    scale: the kernel's downscaling factor.
+
+  Returns:
+    The log ratio.
+  """
+  gray = _as_gray(lr_image)
+  down = metrics.resynthesize(gray, np.asarray(kernel, np.float64)
+                              / np.sum(kernel), scale)
+  return float(np.log(edge_sharpness(down) / edge_sharpness(gray)))
+
+
+def band_power_ratios(gray: Float[np.ndarray, 'h w'],
+                      sectors: int = 1) -> Float[np.ndarray, 'sectors']:
+  """Power in the top frequency octave over the octave below it.
+
+  The periodogram of the Hann-windowed, mean-removed image is summed over
+  radial frequencies in [1/4, 1/2) and in [1/8, 1/4) cycles per pixel,
+  in `sectors` equal orientation sectors (1: all of them), centred on
+  the frequency angles i pi / sectors from the column-frequency axis
+  (with 2: horizontal, then vertical frequencies).
+  Blur lowers the ratio; for a scale-invariant image it is the same at
+  every scale.
+
+  Args:
+    gray: (h, w) image, at least 8 x 8.
+    sectors: orientation sectors.
+
+  Returns:
+    (sectors,) ratios, positive (nan where a band holds no power).
+  """
+  gray = np.asarray(gray, np.float64)
+  if min(gray.shape) < 8:
+    raise ValueError(f'image {gray.shape} smaller than 8 x 8')
+  window = np.outer(np.hanning(gray.shape[0]), np.hanning(gray.shape[1]))
+  power = np.abs(np.fft.fft2((gray - gray.mean()) * window))**2
+  f_row = np.fft.fftfreq(gray.shape[0])[:, None]
+  f_col = np.fft.fftfreq(gray.shape[1])[None, :]
+  radius = np.hypot(f_row, f_col)
+  angle = np.mod(np.arctan2(f_row, f_col) + np.pi / (2 * sectors), np.pi)
+  sector = np.floor(angle / np.pi * sectors).astype(int) % sectors
+  high = (radius >= 0.25) & (radius < 0.5)
+  mid = (radius >= 0.125) & (radius < 0.25)
+  ratios = np.full(sectors, np.nan)
+  for index in range(sectors):
+    here = sector == index
+    below = power[mid & here].sum()
+    if below > 0:
+      ratios[index] = power[high & here].sum() / below
+  return ratios
+
+
+def spectral_mismatch(lr_image: np.ndarray, kernel: np.ndarray,
+                      scale: int = SCALE, sectors: int = 1
+                      ) -> Float[np.ndarray, 'sectors']:
+  """log(`band_power_ratios` of the LR image downscaled by `kernel` / the
+  LR image's own), per orientation sector.
+
+  About 0 for a kernel consistent with the image (scale invariance: the
+  spectrum falls off alike between the top two octaves at both scales);
+  negative: the kernel looks too wide, positive: too narrow. Over the 16
+  images of two DIV2KRK-protocol sets, the true kernels gave -0.08 +- 0.27
+  (one sector); 1.3 x wider copies of them moved it by -0.74 on average,
+  1.3 x narrower ones by +0.44. Image noise lowers it (the downscaled
+  image is cleaner than the LR image).
+
+  Args:
+    lr_image: (h, w[, c]) LR image (uint or float in [0, 1]).
+    kernel: (k, k) kernel for a x`scale` downscale.
+    scale: the kernel's downscaling factor.
+    sectors: orientation sectors (see `band_power_ratios`).
+
+  Returns:
+    (sectors,) log ratios.
+  """
+  gray = _as_gray(lr_image)
+  down = metrics.resynthesize(gray, np.asarray(kernel, np.float64)
+                              / np.sum(kernel), scale)
+  return np.log(band_power_ratios(down, sectors)
+                / band_power_ratios(gray, sectors))
+
+
+def stretch_kernel(kernel: np.ndarray, factor: float
+                   ) -> Float[np.ndarray, 's s']:
+  """The kernel widened (factor > 1) or narrowed about its centre of mass.
+
+  k_f(x) is proportional to k(com + (x - com) / f) (cubic spline,
+  clipped at 0, sum 1), on a canvas grown to hold it.
+
+  Args:
+    kernel: (k, k) kernel with a positive sum.
+    factor: the width factor, positive.
+
+  Returns:
+    (s, s) float64 kernel, s = k or the odd size above k * factor.
+  """
+  if not factor > 0:
+    raise ValueError(f'factor must be positive, got {factor}')
+  kernel = np.clip(np.asarray(kernel, np.float64), 0.0, None)
+  size = kernel.shape[0]
+  grown = max(size, int(np.ceil(size * factor)) | 1)
+  pad = (grown - size) // 2
+  canvas = np.pad(kernel, ((pad, grown - size - pad),) * 2)
+  com = np.array(ndimage.center_of_mass(canvas))
+  out = ndimage.affine_transform(canvas, np.eye(2) / factor,
+                                 offset=com - com / factor, order=3)
+  out = np.clip(out, 0.0, None)
+  return out / out.sum()
+
+
+def _patches(gray: Float[np.ndarray, 'h w'], size: int
+             ) -> Float[np.ndarray, 'n p']:
+  """All size x size windows, flattened, mean removed."""
+  windows = np.lib.stride_tricks.sliding_window_view(gray, (size, size))
+  flat = windows.reshape(-1, size * size)
+  return flat - flat.mean(axis=1, keepdims=True)
+
+
+def _nearest_distances(queries: Float[np.ndarray, 'q p'],
+                       base: Float[np.ndarray, 'n p'],
+                       chunk: int = 8192) -> Float[np.ndarray, 'q']:
+  """Euclidean distance of every query to its nearest row of `base`."""
+  queries = queries.astype(np.float32)
+  base = base.astype(np.float32)
+  norms = np.sum(base**2, axis=1)
+  best = np.full(len(queries), np.inf, np.float32)
+  for start in range(0, len(base), chunk):
+    part = slice(start, start + chunk)
+    best = np.minimum(best, np.min(norms[part] - 2 * queries @ base[part].T,
+                                   axis=1))
+  return np.sqrt(np.maximum(best + np.sum(queries**2, axis=1), 0.0))
+
+
+def textured_crop(gray: Float[np.ndarray, 'h w'], size: int
+                  ) -> Float[np.ndarray, 'a b']:
+  """The size x size tile (of a grid of them, plus the central one) with
+  the largest mean gradient magnitude; the whole image if smaller."""
+  height, width = gray.shape
+  if height <= size and width <= size:
+    return gray
+  magnitude = np.hypot(*np.gradient(gray))
+  corners = {(max(0, (height - size) // 2), max(0, (width - size) // 2))}
+  for top in range(0, max(1, height - size + 1), size):
+    for left in range(0, max(1, width - size + 1), size):
+      corners.add((top, left))
+  top, left = max(sorted(corners), key=lambda c: magnitude[
+      c[0]:c[0] + size, c[1]:c[1] + size].mean())
+  return gray[top:top + size, left:left + size]
+
+
+def recurrence_error(lr_image: np.ndarray, kernel: np.ndarray,
+                     scale: int = SCALE, patch: int = PATCH,
+                     crop: int = RECURRENCE_CROP,
+                     queries: int = RECURRENCE_QUERIES,
+                     textured_fraction: float = TEXTURED_FRACTION,
+                     seed: int = 0) -> float:
+  """How badly the LR image's patches recur in its downscaled version.
+
+  On the most textured `crop` x `crop` tile of the LR luma
+  (`textured_crop`), downscaled by
+  `kernel`: `queries` of the LR patches (patch x patch, mean removed,
+  drawn among the `textured_fraction` of highest contrast) are matched
+  to all the downscaled image's patches; the result is the mean nearest
+  distance over the mean query norm (0: every patch recurs exactly). A too
+  wide kernel leaves the LR image's sharp patches without a match, a too
+  narrow one makes the downscaled patches sharper than any in the LR.
+
+  Args:
+    lr_image: (h, w[, c]) LR image.
+    kernel: (k, k) kernel for a x`scale` downscale.
+    scale: the kernel's factor.
+    patch: patch side.
+    crop: side of the tile used (bounds the cost).
+    queries: how many LR patches are matched.
+    textured_fraction: share of highest-contrast patches they come from.
+    seed: which patches (numpy generator seed).
+
+  Returns:
+    The relative mean nearest-neighbour distance, in [0, ~1.5].
+  """
+  gray = textured_crop(_as_gray(lr_image), crop)
+  down = metrics.resynthesize(gray, np.asarray(kernel, np.float64)
+                              / np.sum(kernel), scale)
+  if min(down.shape) < patch:
+    raise ValueError(f'image {gray.shape} too small for {patch}px patches '
+                     f'at x{scale}')
+  candidates = _patches(gray, patch)
+  contrast = np.linalg.norm(candidates, axis=1)
+  count = max(1, int(len(candidates) * textured_fraction))
+  textured = np.argsort(contrast)[-count:]
+  chosen = np.random.default_rng(seed).choice(
+      textured, min(queries, count), replace=False)
+  norm = contrast[chosen].mean()
+  if not norm > 0:
+    return float('nan')
+  distances = _nearest_distances(candidates[chosen], _patches(down, patch))
+  return float(distances.mean() / norm)
+
+
+def width_scan(lr_image: np.ndarray, kernel: np.ndarray,
+               measure: Callable[[np.ndarray, np.ndarray],
+                                 float] = recurrence_error,
+               factors: tuple[float, ...] = WIDTH_FACTORS
+               ) -> dict[str, float]:
+  """Is the estimate at the minimum of `measure` along a width scale?
+
+  Args:
+    lr_image: (h, w[, c]) LR image.
+    kernel: (k, k) estimated x2 kernel.
+    measure: measure(lr_image, kernel) -> a float to minimise.
+    factors: width factors tried (`stretch_kernel`), 1.0 among them.
+
+  Returns:
+    'excess': log(measure at factor 1 / the least over the factors), >= 0;
+    'best_width': log of the best factor, refined by a parabola through
+    the best point and its neighbours (in log factor), > 0 meaning the
+    data prefer a wider kernel.
+  """
+  if 1.0 not in factors:
+    raise ValueError(f'factors must include 1.0, got {factors}')
+  gray = _as_gray(lr_image)
+  values = np.array([measure(gray, stretch_kernel(kernel, f))
+                     for f in factors])
+  logs = np.log(np.asarray(factors, np.float64))
+  best = int(np.argmin(values))
+  best_log = logs[best]
+  if 0 < best < len(factors) - 1:
+    x, y = logs[best - 1:best + 2], values[best - 1:best + 2]
+    curve = np.polyfit(x, y, 2)
+    if curve[0] > 0:
+      best_log = float(np.clip(-curve[1] / (2 * curve[0]), x[0], x[2]))
+  here = values[list(factors).index(1.0)]
+  return {'excess': float(np.log(here / values[best])),
+          'best_width': float(best_log)}
+
+
+@functools.cache
+def default_prior() -> "prior_lib.Prior":
+  """The shipped x2 prior, read once."""
+  from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top  # Slow.
+  return prior_lib.load_prior()
+
+
+@jax.jit
+def _mean_nll(prior: "prior_lib.Prior", kernel: Float[Array, 'k k'],
+              key: jax.Array, samples: jax.Array) -> Float[Array, '']:
+  from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
+  keys = jax.random.split(key, samples.shape[0])
+  batch = jnp.broadcast_to(kernel, samples.shape + kernel.shape)
+  log_probs = jax.vmap(lambda k, key: prior_lib.log_prob(prior, k, key))(
+      batch, keys)
+  return -jnp.mean(log_probs)
+
+
+def prior_nll(kernel: np.ndarray, prior: Optional["prior_lib.Prior"] = None,
+              samples: int = NLL_SAMPLES, seed: int = 0) -> float:
+  """FKP's prior's negative log-likelihood of a kernel, in nats.
+
+  The kernel is brought to the prior's 11x11 grid (`to_prior_grid`) and
+  its NLL averaged over `samples` draws of the training's dequantisation
+  noise (single draws scatter by hundreds of nats).
+
+  Args:
+    kernel: (k, k) x2 kernel.
+    prior: the prior; the shipped one when None.
+    samples: noise draws averaged.
+    seed: the draws' key.
+
+  Returns:
+    The mean NLL; lower is more plausible.
+  """
+  from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
+  prior = default_prior() if prior is None else prior
+  grid = jnp.asarray(prior_lib.to_prior_grid(np.asarray(kernel)),
+                     jnp.float32)
+  return float(_mean_nll(prior, grid, jax.random.key(seed),
+                         jnp.zeros((samples,))))
+
+
+def kernel_moments(kernel: np.ndarray, far_radius: float = FAR_RADIUS
+                   ) -> dict[str, float]:
+  """Shape numbers of the kernel itself (clipped at 0, normalised).
+
+  Args:
+    kernel: (k, k) kernel with a positive sum.
+    far_radius: distance from the centre of mass beyond which mass is
+      'far' (the DIV2KRK kernels live on an 11x11 canvas).
+
+  Returns:
+    'variance': the mean of the covariance's eigenvalues (px^2);
+    'anisotropy': sqrt(largest / smallest eigenvalue) (>= 1);
+    'far_mass': the share of mass farther than `far_radius` px.
+  """
+  kernel = np.clip(np.asarray(kernel, np.float64), 0.0, None)
+  kernel = kernel / kernel.sum()
+  rows, cols = np.indices(kernel.shape, np.float64)
+  com = np.array(ndimage.center_of_mass(kernel))
+  d_row, d_col = rows - com[0], cols - com[1]
+  covariance = np.array([
+      [np.sum(kernel * d_row**2), np.sum(kernel * d_row * d_col)],
+      [np.sum(kernel * d_row * d_col), np.sum(kernel * d_col**2)]])
+  small, large = np.linalg.eigvalsh(covariance)
+  return {'variance': float((small + large) / 2),
+          'anisotropy': float(np.sqrt((max(large, 0.0) + 1e-12)
+                                      / (max(small, 0.0) + 1e-12))),
+          'far_mass': float(np.sum(kernel[np.hypot(d_row, d_col)
+                                          > far_radius]))}
+
+
+def history_features(history: dict[str, np.ndarray], tail: int = HISTORY_TAIL
+                     ) -> dict[str, float]:
+  """Summaries of an estimation's loss history (`KernelEstimate.history`).
+
+  Args:
+    history: per-iteration metrics; those present among
+      'loss_discriminator', 'loss_adversarial' and 'loss_bicubic' are
+      used.
+    tail: how many last iterations are averaged.
+
+  Returns:
+    '<metric>_final': the metric's mean over the last `tail` iterations,
+    for each metric present.
+  """
+  found = {}
+  for name in ('loss_discriminator', 'loss_adversarial', 'loss_bicubic'):
+    if name in history and len(history[name]):
+      values = np.asarray(history[name], np.float64).reshape(-1)
+      found[f'{name}_final'] = float(np.mean(values[-tail:]))
+  return found
+
+
+def agreement(kernel: np.ndarray, other: np.ndarray) -> float:
+  """`metrics.kernel_error` between two estimates (0: they agree)."""
+  return metrics.kernel_error(kernel, other)
+
+
+def score(lr_image: np.ndarray, estimate: Any,
+          other_kernel: Optional[np.ndarray] = None,
+          prior: Optional["prior_lib.Prior"] = None) -> dict[str, float]:
+  """Reliability numbers of one x2 estimate, for the JSON log.
+
+  The headline, `HEADLINE` = 'recurrence_vs_bicubic', is
+  log(`recurrence_error` with the estimate / with MATLAB's bicubic kernel):
+  how much better the estimate explains the LR image's recurrence of
+  patches across scales than plain bicubic downscaling does. Larger means
+  trust less; above `WARN_ABOVE` (the estimate is not at least about 7 %
+  better than bicubic) the kernel looks unreliable.
+
+  Args:
+    lr_image: (h, w[, c]) the LR image the kernel was estimated from
+      (uint, or float in [0, 1]).
+    estimate: a `KernelEstimate` (its `kernel_x2`, and its `history` when
+      not empty), or an x2 kernel array.
+    other_kernel: optionally another estimator's x2 kernel of the image
+      ('agreement').
+    prior: FKP's prior for 'prior_nll'; None skips it.
+
+  Returns:
+    Floats: 'recurrence_vs_bicubic' (the headline), 'recurrence',
+    'recurrence_bicubic', 'sharpness_log_ratio' (< 0: the kernel looks too
+    wide, > 0: too narrow; a diagnostic, lowered by image noise), the
+    `kernel_moments`, the `history_features` when there is a history,
+    'prior_nll' and 'agreement' when asked for, and 'unreliable' (1.0 when
+    the headline is above `WARN_ABOVE`, else 0.0).
+  """
+  kernel = np.asarray(getattr(estimate, 'kernel_x2', estimate), np.float64)
+  gray = _as_gray(lr_image)
+  recurrence = recurrence_error(gray, kernel)
+  bicubic = recurrence_error(gray, metrics.bicubic_kernel_x2())
+  result = {'recurrence_vs_bicubic': float(np.log(recurrence / bicubic)),
+            'recurrence': recurrence, 'recurrence_bicubic': bicubic,
+            'sharpness_log_ratio': sharpness_mismatch(gray, kernel)}
+  result.update(kernel_moments(kernel))
+  result.update(history_features(getattr(estimate, 'history', None) or {}))
+  if prior is not None:
+    result['prior_nll'] = prior_nll(kernel, prior)
+  if other_kernel is not None:
+    result['agreement'] = agreement(kernel, other_kernel)
+  result['unreliable'] = float(result[HEADLINE] > WARN_ABOVE)
+  return result
