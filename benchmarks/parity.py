@@ -351,7 +351,8 @@ def stepwise_compare(image_01: np.ndarray, g_corners: np.ndarray,
     load_learner(gan.learner, state)
     gan.set_optimizer_state(*jax_to_torch_optimizer(state))
     jax_kernel = np.array(kernel_fn(state.g_params))
-    state, metrics = step_fn(state, data)
+    crops = jax.tree.map(lambda a: a[0], data_lib.crops(data, config, t, 1))
+    state, metrics = step_fn(state, crops)
     terms = _forced_torch_step(gan, t, image_t, g_corners[t], d_corners[t],
                                jax_to_torch_state(state))
     report["kernel_rel"] = max(report["kernel_rel"],

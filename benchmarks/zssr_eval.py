@@ -15,7 +15,12 @@ rgb2ycbcr), the border shaved by the scale factor, of
 With --x4 the x4 LR images are used, the x4 kernels being the analytic x4 of
 the x2 kernels (the DIV2KRK x4 images apply the x2 kernel twice). With
 --kernelgan_seeds=N, KernelGAN's kernel is the seed ensemble's
-(`kernelgan_jax.ensemble`; pass --reuse_sr to keep the other columns). Writes
+(`kernelgan_jax.ensemble`; pass --reuse_sr to keep the other columns).
+With --kernels (a file of `benchmarks/estimators.py`) and --estimator, the
+estimated column uses that estimator's kernel of seed --seed instead of
+running KernelGAN; with --baseline (an earlier run's JSON on the same set and
+settings), columns this run does not compute are taken from it, so one
+estimator's column costs one ZSSR run per image. Writes
 benchmarks/results/zssr-<preset>-x<scale>[-<tag>]-<device>-<date>.{json,md}.
 """
 
@@ -86,6 +91,14 @@ _REUSE = flags.DEFINE_bool(
 _MAX_SHIFT = flags.DEFINE_float(
     "max_shift", 2.0, "Largest global shift (HR px) the aligned scores "
     "search, in steps of 1/4 px.", lower_bound=0.0)
+_KERNELS = flags.DEFINE_string(
+    "kernels", None, "Take the estimated kernels from this .npz "
+    "(benchmarks/estimators.py) instead of running KernelGAN.")
+_ESTIMATOR = flags.DEFINE_string(
+    "estimator", "kernelgan", "With --kernels: whose kernels to use.")
+_BASELINE = flags.DEFINE_string(
+    "baseline", None, "An earlier run's JSON on the same set and settings: "
+    "the columns of --methods this run does not compute come from it.")
 _TAG = flags.DEFINE_string(
     "tag", "", "Appended to the results' file names (e.g. the set's name), "
     "so runs on different sets on one day do not overwrite each other.")
@@ -240,11 +253,15 @@ def kernelgan_kernel_path(save_prefix: str, suffix: str = "") -> str:
   return f"{save_prefix}_kernelgan_x2{suffix}.npy"
 
 
-def kernelgan_x2(lr: np.ndarray, seed: int, seeds: int, method: str
-                 ) -> np.ndarray:
+def kernelgan_x2(lr: np.ndarray, seed: int, seeds: int, method: str,
+                 name: str) -> np.ndarray:
   """KernelGAN's x2 kernel of `lr`: one seed's, or `seeds` seeds (trained
-  together under vmap) combined with `method` (`ensemble.combine`).
+  together under vmap) combined with `method` (`ensemble.combine`); with
+  --kernels, image `name`'s kernel in that file.
   """
+  if _KERNELS.value:
+    with np.load(_KERNELS.value) as kernels:
+      return kernels[f"{_ESTIMATOR.value}/{name}/{seed}/kernel_x2"]
   config = kernelgan_config()
   if seeds == 1:
     return estimate_kernel(lr, config, seed=seed).kernel_x2
@@ -254,7 +271,8 @@ def kernelgan_x2(lr: np.ndarray, seed: int, seeds: int, method: str
 
 
 def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
-                      config: ZSSRConfig, save_prefix: str, suffix: str
+                      config: ZSSRConfig, save_prefix: str, suffix: str,
+                      methods: Sequence[str]
                       ) -> dict[str, tuple[np.ndarray, float]]:
   """Each requested method's SR image of `lr` and its run time (s), saved
   as `<save_prefix>_<method>.npz` (and KernelGAN's x2 kernel at
@@ -274,7 +292,8 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
 
   def zssr_kernelgan():
     kernel_x2 = kernelgan_x2(lr, seed, _KERNELGAN_SEEDS.value,
-                             _ENSEMBLE_METHOD.value)
+                             _ENSEMBLE_METHOD.value,
+                             os.path.basename(save_prefix))
     np.save(kernelgan_kernel_path(save_prefix, suffix), kernel_x2)
     return zssr(kernel_x2)
 
@@ -289,7 +308,7 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
   file_suffix = lambda m: suffix if m == "zssr_kernelgan" else ""
   return {method: run_or_load(f"{save_prefix}_{method}{file_suffix(method)}"
                               ".npz", runs[method])
-          for method in _METHODS.value}
+          for method in methods}
 
 
 # The rows whose PSNR gap KernelGAN's kernel should close, as the paper
@@ -344,6 +363,16 @@ def _ensemble_words(meta: dict) -> str:
           f"seeds {meta['seed']}..{meta['seed'] + seeds - 1})")
 
 
+def _source_words(meta: dict) -> str:
+  words = ""
+  if meta.get("kernels"):
+    words += (f"; the estimated column is {meta['estimator']}'s kernel from "
+              f"{meta['kernels']}, not KernelGAN's")
+  if meta.get("baseline"):
+    words += f"; columns not run here are from {meta['baseline']}"
+  return words
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
   """Two PSNR / SSIM tables (as scored, and at each result's best global
   shift), one row per image plus the mean.
@@ -356,7 +385,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
       f"x{meta['scale']} SR on a DIV2KRK-protocol set ({meta['set']}), ZSSR "
       f"preset {meta['preset']} ({meta['zssr_max_iters']} max iterations, "
       f"crop {meta['zssr_crop']}), KernelGAN {meta['kernelgan_iters']} "
-      f"iterations, seed {meta['seed']}{_ensemble_words(meta)}, "
+      f"iterations, seed {meta['seed']}{_ensemble_words(meta)}"
+      f"{_source_words(meta)}, "
       f"{meta['device']}, {meta['date']}. "
       f"Y-channel PSNR (dB) / SSIM, {meta['scale']}-px border shaved.",
       "", *_table(rows, methods, lambda m: m), "",
@@ -383,6 +413,15 @@ def main(argv: Sequence[str]) -> None:
       f"{_PRESET.value}-x{scale}-it{config.max_iters}-seed{_SEED.value}")
   os.makedirs(sr_dir, exist_ok=True)
   suffix = kernelgan_suffix(_KERNELGAN_SEEDS.value, _ENSEMBLE_METHOD.value)
+  if _KERNELS.value:
+    suffix += f"-{_ESTIMATOR.value}-" + os.path.splitext(
+        os.path.basename(_KERNELS.value))[0]
+  elif _KERNELGAN_ITERS.value != 3000:
+    suffix += f"-it{_KERNELGAN_ITERS.value}"
+  baseline = {}
+  if _BASELINE.value:
+    with open(_BASELINE.value) as f:
+      baseline = {row["name"]: row for row in json.load(f)["rows"]}
   rows, skipped = [], []
   for example in examples:
     lr = example.lr_x4 if _X4.value else example.lr
@@ -391,9 +430,14 @@ def main(argv: Sequence[str]) -> None:
                            "the set with --x4.")
     row = {"name": example.name, "lr_shape": list(lr.shape)}
     save_prefix = os.path.join(sr_dir, example.name)
+    old = baseline.get(example.name, {})
+    row.update({m: old[m] for m in _METHODS.value if m in old})
+    if "zssr_kernelgan" in row and "kernelgan_kernel_error" in old:
+      row["kernelgan_kernel_error"] = old["kernelgan_kernel_error"]
     try:
       results = super_resolve_all(lr, example.kernel_x2, scale, config,
-                                  save_prefix, suffix)
+                                  save_prefix, suffix,
+                                  [m for m in _METHODS.value if m not in old])
     except ImageError as error:  # E.g. an x4 LR image too small for G.
       skipped.append(f"{example.name}: {error}")
       print(f"skipped {skipped[-1]}", flush=True)
@@ -416,7 +460,8 @@ def main(argv: Sequence[str]) -> None:
               kernelgan_seeds=_KERNELGAN_SEEDS.value,
               ensemble_method=_ENSEMBLE_METHOD.value,
               methods=_METHODS.value, max_shift=_MAX_SHIFT.value,
-              skipped=skipped)
+              kernels=_KERNELS.value, estimator=_ESTIMATOR.value,
+              baseline=_BASELINE.value, skipped=skipped)
   tag = f"-{_TAG.value}" if _TAG.value else ""
   machine.save_results(
       _OUT.value, f"zssr-{_PRESET.value}-x{scale}{tag}-{meta['device']}-"

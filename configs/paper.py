@@ -4,4 +4,4 @@ from kernelgan_jax.config import Config
 
 
 def get_config() -> Config:
-  return Config()
+  return Config(max_iters=3000)

@@ -1,8 +1,12 @@
 """Hyper-parameters of KernelGAN (Bell-Kligler, Shocher & Irani, NeurIPS 2019).
 
 Every default is the original's (`configs.py`, `learner.py`, `kernelGAN.py`,
-`data.py` of sefibk/KernelGAN); see `../shared/spec/kernelgan.md` sections 1,
-5 and 6. A `Config` is frozen and hashable, so it can be closed over by
+`data.py` of sefibk/KernelGAN; see `../shared/spec/kernelgan.md` sections 1,
+5 and 6) except the run's length: 1000 iterations, not 3000. The learning
+rate drops 10x every 750 iterations, and on DIV2KRK-protocol sets the
+kernels after 1000 iterations score as those after 3000, within the
+seed-to-seed spread (README, `benchmarks/iterations.py`); the preset
+'paper' (`configs/paper.py`) is the original's 3000. A `Config` is frozen and hashable, so it can be closed over by
 `jax.jit` as a static value.
 """
 
@@ -45,7 +49,7 @@ class Config:
   sn_epsilon: float = 1e-12
 
   # Optimisation.
-  max_iters: int = 3000
+  max_iters: int = 1000  # The original's 3000 is the 'paper' preset.
   g_lr: float = 2e-4
   d_lr: float = 2e-4
   beta1: float = 0.5
@@ -108,8 +112,10 @@ MATMUL_PRECISIONS = ("highest", "high", "default")
 GENERATORS = ("linear", "prior")
 
 PRESETS = {
-    # The original's settings.
+    # The original's settings, but 1000 iterations (see the module doc).
     "default": {},
+    # The original's settings, 3000 iterations as in the paper.
+    "paper": {"max_iters": 3000},
     # A quick look: a quarter of the iterations, same schedule shape.
     "quick": {"max_iters": 750},
 }

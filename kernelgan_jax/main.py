@@ -55,7 +55,8 @@ _REAL = flags.DEFINE_bool(
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed (crops, init, noise).",
                              lower_bound=0)
 _ITERS = flags.DEFINE_integer(
-    "iters", None, "Training iterations (default: the config's, 3000).",
+    "iters", None, "Training iterations (default: the config's: 1000; the "
+    "original's 3000 with --config=paper).",
     lower_bound=1)
 _CONFIG = flags.DEFINE_string(
     "config", "default",

@@ -14,6 +14,12 @@ def test_default_matches_original_sizes():
   assert config.replace(real_image=True).min_image_size == 64
 
 
+def test_default_is_1000_iterations_and_paper_the_original_3000():
+  assert config_lib.get_config().max_iters == 1000
+  assert config_lib.get_config("paper").max_iters == 3000
+  assert config_lib.get_config("configs/paper.py").max_iters == 3000
+
+
 def test_quick_preset_and_overrides():
   config = config_lib.get_config("quick", x4=True)
   assert config.max_iters == 750 and config.x4
