@@ -24,7 +24,7 @@ another size, go through one `--input_dir` command-line run (warm cache
 from the other image); it is compared with the same images' warm repeats
 run one per process, and with the sum of their estimation times in one warm
 process (`estimate_kernel`, no start-up). Writes
-benchmarks/results/<device>-<date>.{json,md}.
+benchmarks/results/<device>-<date>[-<tag>].{json,md}.
 """
 
 import json
@@ -62,6 +62,7 @@ _FOLDER_IMAGES = flags.DEFINE_integer(
     "0 skips it.")
 _RESULTS = flags.DEFINE_string("run_results_dir", "benchmarks/results",
                                "Where the JSON and markdown go.")
+_TAG = flags.DEFINE_string("tag", "", "Appended to the results' file names.")
 
 WARMUP_IMAGE = os.path.join("tests", "data", "example_lr.png")
 
@@ -101,7 +102,13 @@ def scores(example: div2krk.Example, kernel: np.ndarray) -> dict:
 
 
 def warm_cache(work: str, iters: str) -> str:
-  """A cache filled by one run on the warm-up image (another size)."""
+  """A cache filled by one run on the warm-up image (another size).
+
+  Used in place by every later run: JAX's cache keys depend on the cache's
+  path, so a copy of the folder elsewhere would be a cold cache. Since the
+  compiled programs do not depend on the image size, the images run with it
+  add nothing to it, and it stays "warm from another image" for each.
+  """
   cache = os.path.join(work, f"cache-warm-{iters}")
   jax_cli(WARMUP_IMAGE, os.path.join(work, "warmup"), cache, iters)
   return cache
@@ -113,10 +120,8 @@ def time_image(example: div2krk.Example, path: str, work: str, iters: str,
   out = os.path.join(work, f"out-{iters}")
   cold = jax_cli(path, out, os.path.join(work, f"cache-cold-{example.name}"
                                          f"-{iters}"), iters)
-  cache = os.path.join(work, f"cache-{example.name}-{iters}")
-  shutil.copytree(warm, cache)
-  new_size = jax_cli(path, out, cache, iters)
-  repeat = jax_cli(path, out, cache, iters)
+  new_size = jax_cli(path, out, warm, iters)
+  repeat = jax_cli(path, out, warm, iters)
   kernel = np.load(os.path.join(out, example.name,
                                 f"{example.name}_kernel_x2.npy"))
   return {"cold_s": cold, "new_size_warm_cache_s": new_size,
@@ -143,13 +148,10 @@ def folder_images(examples: list[div2krk.Example], count: int, folder: str
 def time_folder(paths: list[str], work: str, iters: str, warm: str) -> dict:
   """The folder in one run against its images one per process, and in one
   warm process without start-up."""
-  cache = os.path.join(work, f"cache-folder-{iters}")
-  shutil.copytree(warm, cache)
   folder = os.path.dirname(paths[0])
   out = os.path.join(work, f"out-folder-{iters}")
-  jax_cli(paths[0], out, cache, iters)  # The cache as after any one image.
-  one_run = jax_cli(folder, out, cache, iters, many=True)
-  per_process = [jax_cli(p, out, cache, iters) for p in paths]
+  one_run = jax_cli(folder, out, warm, iters, many=True)
+  per_process = [jax_cli(p, out, warm, iters) for p in paths]
   config = get_config() if iters == "default" else get_config(
       max_iters=int(iters))
   images = [iio.imread(p) for p in paths]
@@ -248,7 +250,8 @@ def main(argv: Sequence[str]) -> None:
   finally:
     shutil.rmtree(work, ignore_errors=True)
   machine.save_results(
-      _RESULTS.value, f"{meta['device']}-{meta['date']}", meta,
+      _RESULTS.value, f"{meta['device']}-{meta['date']}"
+      + (f"-{_TAG.value}" if _TAG.value else ""), meta,
       {"images": rows, "folder": folder}, markdown(rows, folder, meta))
 
 

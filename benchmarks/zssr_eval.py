@@ -431,6 +431,8 @@ def main(argv: Sequence[str]) -> None:
     row = {"name": example.name, "lr_shape": list(lr.shape)}
     save_prefix = os.path.join(sr_dir, example.name)
     old = baseline.get(example.name, {})
+    if old.get("lr_shape") != row["lr_shape"]:  # Another crop: not reusable.
+      old = {}
     row.update({m: old[m] for m in _METHODS.value if m in old})
     if "zssr_kernelgan" in row and "kernelgan_kernel_error" in old:
       row["kernelgan_kernel_error"] = old["kernelgan_kernel_error"]
