@@ -98,7 +98,8 @@ _ESTIMATOR = flags.DEFINE_string(
     "estimator", "kernelgan", "With --kernels: whose kernels to use.")
 _BASELINE = flags.DEFINE_string(
     "baseline", None, "An earlier run's JSON on the same set and settings: "
-    "the columns of --methods this run does not compute come from it.")
+    "the columns of --methods other than zssr_kernelgan come from it, for "
+    "the images of the same LR size.")
 _TAG = flags.DEFINE_string(
     "tag", "", "Appended to the results' file names (e.g. the set's name), "
     "so runs on different sets on one day do not overwrite each other.")
@@ -433,13 +434,13 @@ def main(argv: Sequence[str]) -> None:
     old = baseline.get(example.name, {})
     if old.get("lr_shape") != row["lr_shape"]:  # Another crop: not reusable.
       old = {}
-    row.update({m: old[m] for m in _METHODS.value if m in old})
-    if "zssr_kernelgan" in row and "kernelgan_kernel_error" in old:
-      row["kernelgan_kernel_error"] = old["kernelgan_kernel_error"]
+    # The estimated column is always this run's own.
+    row.update({m: old[m] for m in _METHODS.value
+                if m in old and m != "zssr_kernelgan"})
     try:
       results = super_resolve_all(lr, example.kernel_x2, scale, config,
                                   save_prefix, suffix,
-                                  [m for m in _METHODS.value if m not in old])
+                                  [m for m in _METHODS.value if m not in row])
     except ImageError as error:  # E.g. an x4 LR image too small for G.
       skipped.append(f"{example.name}: {error}")
       print(f"skipped {skipped[-1]}", flush=True)
