@@ -14,7 +14,9 @@ against the true kernel (`metrics.kernel_error`; at x4 the analytic x4
 kernels, on the x4 LR images), the re-synthesis PSNR
 (`metrics.resynthesis_psnr`), how many images an estimator's kernel scores
 below MATLAB's bicubic kernel, and the seconds per image, with bicubic and
-the truth as floor and ceiling. Writes
+the truth as floor and ceiling; where a file holds both of
+`reliability.SELECT_FROM`, also what `estimator='select'` would keep of
+them. Writes
 benchmarks/results/estimators-<tag>[-x4]-<device of the run>-<date>.{json,md}.
 """
 
@@ -33,6 +35,7 @@ from kernelgan_jax import data as data_lib
 from kernelgan_jax import div2krk
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
+from kernelgan_jax import reliability
 from kernelgan_jax.config import get_config
 
 _SET_DIR = flags.DEFINE_string("set_dir", "/tmp/div2krk_sk", "Set folder.")
@@ -128,6 +131,15 @@ def score_kernel(example: div2krk.Example, kernel: np.ndarray, x4: bool
               example.hr, lr_of(example, x4), kernel, scale=4 if x4 else 2)}
 
 
+def select_one(example: div2krk.Example, stored, seed: str, x4: bool) -> str:
+  """Which of `reliability.SELECT_FROM` `estimator='select'` keeps."""
+  candidates = [stored[f"{e}/{example.name}/{seed}/kernel_x2"]
+                for e in reliability.SELECT_FROM]
+  chosen = reliability.select(lr_of(example, x4), candidates)
+  return reliability.SELECT_FROM[
+      next(i for i, c in enumerate(candidates) if c is chosen)]
+
+
 def score(examples: list[div2krk.Example]) -> None:
   stored = np.load(_KERNELS.value)
   meta = json.loads(str(stored["meta"]))
@@ -136,6 +148,12 @@ def score(examples: list[div2krk.Example]) -> None:
   runs = sorted({tuple(key.split("/")[:3]) for key in stored.files
                  if key != "meta"})
   estimators = [e for e in meta["timing"] if any(r[0] == e for r in runs)]
+  if all(e in estimators for e in reliability.SELECT_FROM):
+    estimators.append("select")
+    meta["timing"]["select"] = {
+        key: sum(meta["timing"][e][key] for e in reliability.SELECT_FROM)
+        for key in ("seconds", "runs")}
+    meta["timing"]["select"]["runs"] //= len(reliability.SELECT_FROM)
   rows = []
   for example in examples:
     row = {"name": example.name,
@@ -146,6 +164,9 @@ def score(examples: list[div2krk.Example]) -> None:
       if name == example.name:
         row.setdefault(estimator, {})[seed] = score_kernel(
             example, stored[f"{estimator}/{name}/{seed}/{which}"], x4)
+    if all(e in row for e in reliability.SELECT_FROM):
+      row["select"] = {seed: row[select_one(example, stored, seed, x4)][seed]
+                       for seed in row[reliability.SELECT_FROM[0]]}
     if len(row) > 3:
       rows.append(row)
       print(json.dumps(row), flush=True)

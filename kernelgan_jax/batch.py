@@ -303,6 +303,14 @@ def estimate_kernels(images: Sequence[np.ndarray],
                                           estimator=estimator,
                                           progress=progress)
              for seed in seeds] for image in images]
+  if estimator == "select":
+    from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
+    runs = [estimate_kernels(images, config, seeds, estimator=candidate,
+                             loop=loop, devices=devices, progress=progress,
+                             strategy=strategy)
+            for candidate in reliability.SELECT_FROM]
+    return [[reliability.select(image, [run[i][s] for run in runs])
+             for s in range(len(seeds))] for i, image in enumerate(images)]
   config = estimate_lib.estimator_config(config, estimator)
   jobs = [job for i, image in enumerate(images)
           for job in prepare_jobs(image, config, seeds, image_index=i)]

@@ -21,7 +21,7 @@ from kernelgan_jax.config import Config, validate
 # 'kernelgan': the original; 'fkp': KernelGAN-FKP as published (module
 # `fkp`); 'fkp_lite': KernelGAN's own D, losses and schedule with G
 # replaced by FKP's prior of a latent vector (`Config.generator='prior'`).
-ESTIMATORS = ("kernelgan", "fkp", "fkp_lite")
+ESTIMATORS = ("kernelgan", "fkp", "fkp_lite", "select")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +125,12 @@ def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
     from kernelgan_jax import fkp  # pylint: disable=g-import-not-at-top
     return fkp.estimate_kernel_fkp(image, fkp.from_config(config), seed,
                                    progress=progress)
+  if estimator == "select":
+    from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
+    return reliability.select(image, [
+        estimate_kernel(image, config, seed, estimator=candidate,
+                        progress=progress, loop=loop)
+        for candidate in reliability.SELECT_FROM])
   config = estimator_config(config, estimator)
   data_key, init_key = seed_keys(seed)
   data = data_lib.prepare(as_float_rgb(image), config, data_key)

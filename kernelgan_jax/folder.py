@@ -162,7 +162,7 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
     method: how several seeds' kernels are combined (`ensemble.combine`).
     strategy: 'vmap' or 'sequential'; None picks the backend's faster one
       (`batch.default_strategy`).
-    estimator: one of `estimate.ESTIMATORS`.
+    estimator: one of `estimate.ESTIMATORS` but 'select'.
 
   Returns:
     One row per path, in input order: name, path, status ('ok',
@@ -175,6 +175,9 @@ def estimate_folder(paths: Sequence[str], output_dir: str, config: Config,
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if method not in ensemble.METHODS:
     raise ValueError(f"method must be one of {ensemble.METHODS}")
+  if estimator == "select":
+    raise ValueError("estimator 'select' runs one image at a time: use "
+                     "estimate_kernel or --image")
   if estimator != "fkp":
     config = estimate_lib.estimator_config(config, estimator)
   strategy = strategy or batch_lib.default_strategy()

@@ -42,10 +42,12 @@ _SEEDS = flags.DEFINE_integer(
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "results", "Root folder; outputs go to <output_dir>/<name>.")
 _ESTIMATOR = flags.DEFINE_enum(
-    "estimator", "kernelgan", ["kernelgan", "fkp", "fkp_lite"],
+    "estimator", "kernelgan", ["kernelgan", "fkp", "fkp_lite", "select"],
     "kernelgan: the original; fkp: KernelGAN-FKP (Liang et al., CVPR "
     "2021), G a latent of a learned kernel prior and a WGAN-GP critic, far "
-    "slower; fkp_lite: KernelGAN with G replaced by that prior's latent.")
+    "slower; fkp_lite: KernelGAN with G replaced by that prior's latent; "
+    "select: kernelgan and fkp_lite, keeping the kernel the reliability "
+    "score trusts more (twice the time; --image only).")
 _PRIOR = flags.DEFINE_string(
     "prior", None, "With --estimator=fkp or fkp_lite: the prior's weights "
     "(.npz from python -m kernelgan_jax.prior.train; default: the shipped).")
@@ -178,6 +180,8 @@ def main(argv: list[str]) -> None:
   if len(given) != 1:
     _fail("give exactly one of --image=FILE, --images=PATTERN or "
           "--input_dir=FOLDER")
+  if _ESTIMATOR.value == "select" and not _IMAGE.value:
+    _fail("--estimator=select runs one --image at a time")
   if _CACHE_DIR.value:
     jax.config.update("jax_compilation_cache_dir",
                       os.path.expanduser(_CACHE_DIR.value))

@@ -193,3 +193,17 @@ def test_default_batch_size_follows_the_backend():
   assert batch.default_batch_size("cpu") == 4
   assert batch.default_batch_size("gpu") == batch.default_batch_size("tpu")
   assert batch.default_batch_size("gpu") > 4
+
+
+def test_select_keeps_one_of_its_candidates_per_image_and_seed(images):
+  config = config_lib.get_config(max_iters=2)
+  kwargs = dict(seeds=SEEDS, strategy="sequential")
+  chosen = batch.estimate_kernels(images, config, estimator="select",
+                                  **kwargs)
+  candidates = [batch.estimate_kernels(images, config, estimator=name,
+                                       **kwargs)
+                for name in ("kernelgan", "fkp_lite")]
+  for i in range(len(images)):
+    for s in range(len(SEEDS)):
+      assert any(np.array_equal(chosen[i][s].kernel_x2, c[i][s].kernel_x2)
+                 for c in candidates)

@@ -96,6 +96,14 @@ def test_fkp_estimators_write_the_same_outputs(tmp_path):
   assert log["config"]["generator"] == "prior"
   k2 = np.load(tmp_path / "lite" / "example_lr" / "example_lr_kernel_x2.npy")
   assert abs(k2.sum() - 1) < 1e-4
+  result = _run(f"--image={EXAMPLE}", f"--output_dir={tmp_path}/select",
+                "--estimator=select", "--iters=3", "--quiet")
+  assert result.returncode == 0, result.stderr
+  chosen = np.load(
+      tmp_path / "select" / "example_lr" / "example_lr_kernel_x2.npy")
+  assert abs(chosen.sum() - 1) < 1e-4
+  assert json.loads((tmp_path / "select" / "example_lr" /
+                     "example_lr_log.json").read_text())["estimator"] == "select"
 
 
 def _bad_inputs(tmp_path):
@@ -124,6 +132,7 @@ def _bad_inputs(tmp_path):
       ([f"--input_dir={tmp_path}/none"], "is not a folder"),
       ([f"--images={tmp_path}/*.tif"], "matches no file"),
       ([f"--image={EXAMPLE}", "--estimator=fkq"], "--estimator"),
+      ([f"--input_dir={tmp_path}", "--estimator=select"], "one --image"),
       ([f"--image={EXAMPLE}", "--estimator=fkp_lite", "--prior=/no.npz"],
        "no such file"),
       ([f"--image={EXAMPLE}", "--estimator=fkp_lite", f"--prior={text}",

@@ -244,3 +244,14 @@ def test_score_optional_parts(example):
                             prior=reliability.default_prior())
   assert found['agreement'] < 1e-8
   assert np.isfinite(found['prior_nll'])
+
+
+def test_select_keeps_the_kernel_that_explains_the_image(example):
+  lr, kernel = example
+  make = lambda k: KernelEstimate(
+      kernel_x2=np.asarray(k, np.float32), kernel_x4=np.ones((21, 21)),
+      raw_kernel=np.zeros((13, 13)), history={}, seed=0)
+  candidates = [make(reliability.stretch_kernel(kernel, 2.5)), make(kernel),
+                make(reliability.stretch_kernel(kernel, 0.4))]
+  assert reliability.select(lr, candidates) is candidates[1]
+  assert reliability.select(lr, candidates[::-1]) is candidates[1]
