@@ -6,8 +6,8 @@ Every default is the original's (`configs.py`, `learner.py`, `kernelGAN.py`,
 rate drops 10x every 750 iterations, and on DIV2KRK-protocol sets the
 kernels after 1000 iterations score as those after 3000, within the
 seed-to-seed spread (README, `benchmarks/iterations.py`); the preset
-'paper' (`configs/paper.py`) is the original's 3000. A `Config` is frozen and hashable, so it can be closed over by
-`jax.jit` as a static value.
+'paper' (`configs/paper.py`) is the original's 3000. A `Config` is frozen
+and hashable, so it can be closed over by `jax.jit` as a static value.
 """
 
 import dataclasses

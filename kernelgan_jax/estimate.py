@@ -20,7 +20,9 @@ from kernelgan_jax.config import Config, validate
 
 # 'kernelgan': the original; 'fkp': KernelGAN-FKP as published (module
 # `fkp`); 'fkp_lite': KernelGAN's own D, losses and schedule with G
-# replaced by FKP's prior of a latent vector (`Config.generator='prior'`).
+# replaced by FKP's prior of a latent vector (`Config.generator='prior'`);
+# 'select': both of the last two, keeping the kernel `reliability.select`
+# trusts more.
 ESTIMATORS = ("kernelgan", "fkp", "fkp_lite", "select")
 
 

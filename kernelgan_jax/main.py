@@ -49,8 +49,9 @@ _ESTIMATOR = flags.DEFINE_enum(
     "select: kernelgan and fkp_lite, keeping the kernel the reliability "
     "score trusts more (twice the time; --image only).")
 _PRIOR = flags.DEFINE_string(
-    "prior", None, "With --estimator=fkp or fkp_lite: the prior's weights "
-    "(.npz from python -m kernelgan_jax.prior.train; default: the shipped).")
+    "prior", None, "With --estimator=fkp, fkp_lite or select: the prior's "
+    "weights (.npz from python -m kernelgan_jax.prior.train; default: the "
+    "shipped).")
 _X4 = flags.DEFINE_bool("x4", False, "Also write the analytic x4 kernel.")
 _REAL = flags.DEFINE_bool(
     "real", False, "Real-image mode: do not shave the 10-pixel border.")
