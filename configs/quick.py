@@ -1,7 +1,12 @@
-"""A quick look: 750 iterations (the first LR period), x4 kernel too."""
+"""A quick look: 750 iterations, the first learning-rate period.
 
-from kernelgan_jax.config import Config
+A config file returns a `kernelgan_jax.config.Config`; start from a preset
+(`config.PRESETS`) and change fields with `.replace(...)`, e.g.
+`get_config("quick").replace(x4=True)`.
+"""
+
+from kernelgan_jax import config
 
 
-def get_config() -> Config:
-  return Config(max_iters=750, x4=True)
+def get_config() -> config.Config:
+  return config.get_config("quick")

@@ -111,13 +111,16 @@ class Config:
 MATMUL_PRECISIONS = ("highest", "high", "default")
 GENERATORS = ("linear", "prior")
 
+# The named presets, the one source of them: `configs/*.py` build on these.
 PRESETS = {
     # The original's settings, but 1000 iterations (see the module doc).
     "default": {},
     # The original's settings, 3000 iterations as in the paper.
     "paper": {"max_iters": 3000},
-    # A quick look: a quarter of the iterations, same schedule shape.
+    # A quick look: the first learning-rate period only.
     "quick": {"max_iters": 750},
+    # A few iterations: checks the whole pipeline, estimates nothing useful.
+    "smoke": {"max_iters": 20},
 }
 
 

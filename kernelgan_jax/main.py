@@ -63,8 +63,9 @@ _ITERS = flags.DEFINE_integer(
     lower_bound=1)
 _CONFIG = flags.DEFINE_string(
     "config", "default",
-    f"Preset ({', '.join(sorted(config_lib.PRESETS))}) or a configs/*.py "
-    "file defining get_config().")
+    f"Preset ({', '.join(sorted(config_lib.PRESETS))}) or a .py file "
+    "defining get_config() (see configs/); the flags above change only "
+    "what they are given.")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace existing outputs instead of failing.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
@@ -187,13 +188,13 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_compilation_cache_dir",
                       os.path.expanduser(_CACHE_DIR.value))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  overrides = {"x4": _X4.value, "real_image": _REAL.value}
-  if _PRIOR.value:
-    if not os.path.isfile(_PRIOR.value):
-      _fail(f"--prior: no such file: {_PRIOR.value}")
-    overrides["prior_path"] = _PRIOR.value
-  if _ITERS.value is not None:
-    overrides["max_iters"] = _ITERS.value
+  # A flag changes its field only when given, so a config file's values
+  # stand unless the command line says otherwise.
+  overrides = {field: flag.value for field, flag in (
+      ("x4", _X4), ("real_image", _REAL), ("prior_path", _PRIOR),
+      ("max_iters", _ITERS)) if flag.present}
+  if _PRIOR.present and not os.path.isfile(_PRIOR.value or ""):
+    _fail(f"--prior: no such file: {_PRIOR.value}")
   try:
     config = config_lib.get_config(_CONFIG.value, **overrides)
     if _ESTIMATOR.value != "fkp":
@@ -201,7 +202,7 @@ def main(argv: list[str]) -> None:
     else:  # KernelGAN-FKP: its own settings and iteration counts.
       from kernelgan_jax import fkp  # pylint: disable=g-import-not-at-top
       config = fkp.from_config(config)
-      if _ITERS.value is not None:
+      if _ITERS.present:
         config = config.replace(iters_x2=_ITERS.value, iters_x4=_ITERS.value)
     if _IMAGE.value and _SEEDS.value == 1:
       _estimate_one(config)

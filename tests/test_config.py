@@ -20,6 +20,12 @@ def test_default_is_1000_iterations_and_paper_the_original_3000():
   assert config_lib.get_config("configs/paper.py").max_iters == 3000
 
 
+@pytest.mark.parametrize("name", ["paper", "quick", "smoke"])
+def test_config_files_are_their_presets(name):
+  assert (config_lib.get_config(f"configs/{name}.py")
+          == config_lib.get_config(name))
+
+
 def test_quick_preset_and_overrides():
   config = config_lib.get_config("quick", x4=True)
   assert config.max_iters == 750 and config.x4

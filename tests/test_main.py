@@ -45,6 +45,30 @@ def test_end_to_end_writes_every_output(tmp_path):
   assert "--overwrite" in again.stderr
 
 
+def test_flags_override_only_what_they_are_given(tmp_path):
+  config_file = tmp_path / "mine.py"
+  config_file.write_text(
+      "from kernelgan_jax import config\n"
+      "def get_config():\n"
+      "  return config.get_config('smoke').replace(max_iters=5, x4=True,"
+      " g_lr=1e-4)\n")
+  result = _run(f"--image={EXAMPLE}", f"--output_dir={tmp_path}",
+                f"--config={config_file}", "--quiet")
+  assert result.returncode == 0, result.stderr
+  log = json.loads((tmp_path / "example_lr" /
+                    "example_lr_log.json").read_text())
+  assert log["config"]["x4"] and log["config"]["max_iters"] == 5
+  assert log["config"]["g_lr"] == 1e-4 and not log["config"]["real_image"]
+  assert (tmp_path / "example_lr" / "example_lr_kernel_x4.npy").exists()
+  again = _run(f"--image={EXAMPLE}", f"--output_dir={tmp_path}/b",
+               f"--config={config_file}", "--nox4", "--iters=4", "--quiet")
+  assert again.returncode == 0, again.stderr
+  log = json.loads((tmp_path / "b" / "example_lr" /
+                    "example_lr_log.json").read_text())
+  assert not log["config"]["x4"] and log["config"]["max_iters"] == 4
+  assert log["config"]["g_lr"] == 1e-4
+
+
 def test_sr_writes_the_super_resolved_image(tmp_path):
   gray = tmp_path / "gray.png"
   iio.imwrite(gray, (iio.imread(EXAMPLE)[:100, :110, 1]))
