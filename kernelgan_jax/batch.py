@@ -32,10 +32,12 @@ import numpy as np
 
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate as estimate_lib
+from kernelgan_jax import images
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax.data import TrainData
 from kernelgan_jax.estimate import KernelEstimate
+from kernelgan_jax.progress import ProgressFn
 from kernelgan_jax.train import GanState
 
 BATCH_AXIS = "batch"
@@ -68,7 +70,7 @@ def prepare_jobs(image: np.ndarray, config: Config, seeds: Sequence[int],
     ImageError: if the image is too small or constant.
   """
   keys = [estimate_lib.seed_keys(seed) for seed in seeds]
-  runs = data_lib.prepare_seeds(estimate_lib.as_float_rgb(image), config,
+  runs = data_lib.prepare_seeds(images.as_float_rgb(image), config,
                                 [data_key for data_key, _ in keys])
   return [Job(image_index, seed, data, init_key)
           for seed, data, (_, init_key) in zip(seeds, runs, keys)]
@@ -165,7 +167,7 @@ def _jitted_chunk(config, length, mesh):
 def train_batch(jobs: Sequence[Job], config: Config, *,
                 loop: Optional[str] = None, chunk: int = 50,
                 mesh: Optional[Mesh] = None,
-                progress: Optional[train_lib.ProgressFn] = None
+                progress: Optional[ProgressFn] = None
                 ) -> tuple[GanState, dict[str, np.ndarray]]:
   """Runs `config.max_iters` iterations of every job, as `train.train`.
 
@@ -205,7 +207,7 @@ def default_strategy(backend: Optional[str] = None) -> str:
 
 def run_sequentially(jobs: Sequence[Job], config: Config, *,
                      loop: Optional[str] = None,
-                     progress: Optional[train_lib.ProgressFn] = None
+                     progress: Optional[ProgressFn] = None
                      ) -> list[KernelEstimate]:
   """The jobs one after another with `train.train` (one compiled step for
   every image size)."""
@@ -229,7 +231,7 @@ def default_batch_size(backend: Optional[str] = None) -> int:
 def run_jobs(jobs: Sequence[Job], config: Config, *,
              loop: Optional[str] = None,
              devices: Optional[Sequence[jax.Device]] = None,
-             progress: Optional[train_lib.ProgressFn] = None,
+             progress: Optional[ProgressFn] = None,
              strategy: Optional[str] = None,
              pad_to: int = 1) -> list[KernelEstimate]:
   """Trains `jobs` and returns their estimates, in job order.
@@ -272,7 +274,7 @@ def estimate_kernels(images: Sequence[np.ndarray],
                      estimator: str = "kernelgan",
                      loop: Optional[str] = None,
                      devices: Optional[Sequence[jax.Device]] = None,
-                     progress: Optional[train_lib.ProgressFn] = None,
+                     progress: Optional[ProgressFn] = None,
                      strategy: Optional[str] = None
                      ) -> list[list[KernelEstimate]]:
   """Estimates the kernels of several images, several seeds each.

@@ -17,14 +17,11 @@ from jaxtyping import Array, Float, Int
 import numpy as np
 
 from kernelgan_jax.config import Config
+from kernelgan_jax.images import ImageError
 from kernelgan_jax.imresize import imresize
 
 
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601.
-
-
-class ImageError(ValueError):
-  """The input cannot be used: unreadable, too small, or featureless."""
 
 
 class TrainData(NamedTuple):

@@ -13,9 +13,11 @@ from jaxtyping import Float
 import numpy as np
 
 from kernelgan_jax import data as data_lib
+from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config, validate
+from kernelgan_jax.progress import ProgressFn
 
 
 # 'kernelgan': the original; 'fkp': KernelGAN-FKP as published (module
@@ -43,22 +45,6 @@ class KernelEstimate:
   raw_kernel: Float[np.ndarray, "13 13"]
   history: dict[str, np.ndarray]
   seed: int
-
-
-def as_float_rgb(image: np.ndarray) -> np.ndarray:
-  """uint8/uint16 or float [0, 1] images, gray or RGB(A), as float64 RGB."""
-  image = np.asarray(image)
-  if np.issubdtype(image.dtype, np.integer):
-    image = image / float(np.iinfo(image.dtype).max)
-  image = image.astype(np.float64)
-  if image.ndim == 2:
-    image = image[..., None]
-  if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
-    raise data_lib.ImageError(
-        f"expected an H x W (x 1-4 channels) image, got shape {image.shape}")
-  if image.shape[-1] in (1, 2):  # Gray, or gray + alpha.
-    image = np.repeat(image[..., :1], 3, axis=-1)
-  return image[..., :3]
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -99,7 +85,7 @@ def estimator_config(config: Optional[Config], estimator: str) -> Config:
 
 def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
                     seed: int = 0, *, estimator: str = "kernelgan",
-                    progress: Optional[train_lib.ProgressFn] = None,
+                    progress: Optional[ProgressFn] = None,
                     loop: Optional[str] = None) -> KernelEstimate:
   """Estimates the x2 (and analytic x4) SR kernel of one LR image.
 
@@ -135,7 +121,7 @@ def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
         for candidate in reliability.SELECT_FROM])
   config = estimator_config(config, estimator)
   data_key, init_key = seed_keys(seed)
-  data = data_lib.prepare(as_float_rgb(image), config, data_key)
+  data = data_lib.prepare(images.as_float_rgb(image), config, data_key)
   state = train_lib.init_state(init_key, config)
   state, history = train_lib.train(state, data, config, loop=loop,
                                    progress=progress)

@@ -45,13 +45,14 @@ from flax import nnx
 
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate as estimate_lib
+from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import models
 from kernelgan_jax import prior as prior_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax.estimate import KernelEstimate
 from kernelgan_jax import train as train_lib
-from kernelgan_jax.train import ProgressFn
+from kernelgan_jax.progress import ProgressFn
 
 Metrics = dict[str, Float[Array, ""]]
 
@@ -654,7 +655,7 @@ def estimate_kernel_fkp(image: np.ndarray,
   if prior is None:
     prior = prior_lib.load_prior(config.prior_path)
   data_key, init_key, gp_key = seed_keys(seed)
-  data = prepare(estimate_lib.as_float_rgb(image), config, data_key)
+  data = prepare(images.as_float_rgb(image), config, data_key)
   state = init_state(init_key, gp_key, prior_lib.initial_latent(), config)
   state, history = train(state, prior, data, config, progress=progress)
   raw_kernel = np.asarray(prior_lib.kernel_from_latent(prior, state.z))

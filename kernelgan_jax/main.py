@@ -13,7 +13,6 @@ import dataclasses
 import glob
 import os
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -21,11 +20,8 @@ from absl import logging
 import jax
 
 from kernelgan_jax import config as config_lib
-from kernelgan_jax import folder as folder_lib
-from kernelgan_jax import io
-from kernelgan_jax import reliability
-from kernelgan_jax.data import ImageError
-from kernelgan_jax.estimate import estimate_kernel, estimator_config
+from kernelgan_jax import pipeline
+from kernelgan_jax.estimate import estimator_config
 from kernelgan_jax.progress import ProgressBar
 
 _IMAGE = flags.DEFINE_string("image", None, "Input LR image file.")
@@ -47,7 +43,7 @@ _ESTIMATOR = flags.DEFINE_enum(
     "2021), G a latent of a learned kernel prior and a WGAN-GP critic, far "
     "slower; fkp_lite: KernelGAN with G replaced by that prior's latent; "
     "select: kernelgan and fkp_lite, keeping the kernel the reliability "
-    "score trusts more (twice the time; --image only).")
+    "score trusts more (twice the time).")
 _PRIOR = flags.DEFINE_string(
     "prior", None, "With --estimator=fkp, fkp_lite or select: the prior's "
     "weights (.npz from python -m kernelgan_jax.prior.train; default: the "
@@ -94,49 +90,8 @@ def _fail(message: str) -> None:
   sys.exit(1)
 
 
-def _super_resolve(image, estimate, config):
-  """ZSSR with the estimated kernel(s), as the original's --SR."""
-  from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
-  print(f"running ZSSR x{4 if config.x4 else 2} ({_SR_CONFIG.value} "
-        "settings)...", file=sys.stderr)
-  sr_config = (zssr.fast_cpu_config() if _SR_CONFIG.value == "fast"
-               else zssr.ZSSRConfig())
-  if _SR_ITERS.value is not None:
-    sr_config = dataclasses.replace(sr_config, max_iters=_SR_ITERS.value)
-  progress = None if _QUIET.value else ProgressBar(
-      sys.stderr, fields={"loss": "loss", "reconstruction_mse": "mse"})
-  return zssr.super_resolve(
-      image, estimate.kernel_x2, x4=config.x4, kernel_x4=estimate.kernel_x4,
-      real=config.real_image, noise_scale=_NOISE_SCALE.value,
-      config=sr_config, seed=_SEED.value, progress=progress)
-
-
-def _estimate_one(config: config_lib.Config) -> None:
-  """--image: one image, optionally super-resolved."""
-  image = io.read_image(_IMAGE.value)
-  name = io.image_name(_IMAGE.value)
-  folder = io.check_writable(_OUTPUT_DIR.value, name, config.x4,
-                             _OVERWRITE.value, _SR.value)
-  start = time.perf_counter()
-  progress = None if _QUIET.value else ProgressBar(sys.stderr)
-  estimate = estimate_kernel(image, config, _SEED.value,
-                             estimator=_ESTIMATOR.value, progress=progress)
-  seconds = time.perf_counter() - start
-  trust = reliability.score(image, estimate)
-  sr_image = _super_resolve(image, estimate, config) if _SR.value else None
-  written = io.write_outputs(folder, name, estimate, config, {
-      "image": _IMAGE.value, "estimator": _ESTIMATOR.value,
-      "seconds": round(seconds, 3), "reliability": trust,
-      "seconds_total": round(time.perf_counter() - start, 3)}, sr_image)
-  print(f"kernel estimated in {seconds:.1f} s (reliability "
-        f"{trust[reliability.HEADLINE]:+.3f}); wrote {len(written)} files to "
-        f"{folder}")
-  if reliability.warning(name, trust):
-    print(reliability.warning(name, trust), file=sys.stderr)
-
-
 def _input_paths() -> list[str]:
-  """The files named by --images, --input_dir or a multi-seed --image."""
+  """The files named by --image, --images or --input_dir."""
   if _IMAGE.value:
     return [_IMAGE.value]
   if _IMAGES.value:
@@ -156,19 +111,45 @@ def _input_paths() -> list[str]:
   return paths
 
 
-def _estimate_many(config: config_lib.Config) -> None:
-  """--images / --input_dir (or several seeds): batch by batch, skipping
-  unreadable files and finished images; a summary table at the end.
-  """
+def _sr_settings() -> "pipeline.SuperResolution | None":
+  """--sr and its settings."""
+  if not _SR.value:
+    return None
+  from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
+  config = (zssr.fast_cpu_config() if _SR_CONFIG.value == "fast"
+            else zssr.ZSSRConfig())
+  if _SR_ITERS.value is not None:
+    config = dataclasses.replace(config, max_iters=_SR_ITERS.value)
+  return pipeline.SuperResolution(
+      config, _NOISE_SCALE.value, progress=None if _QUIET.value else (
+          lambda: ProgressBar(sys.stderr, fields={
+              "loss": "loss", "reconstruction_mse": "mse"})))
+
+
+def _run(config) -> None:
+  """Estimates (and with --sr super-resolves) every input; one --image
+  reports in a line, many in a table."""
+  one = bool(_IMAGE.value)
   if _SR.value:
-    raise ValueError("--sr works with a single --image and one seed")
-  rows = folder_lib.estimate_folder(
+    print(f"then ZSSR x{4 if config.x4 else 2} ({_SR_CONFIG.value} "
+          "settings) per image", file=sys.stderr)
+  rows = pipeline.estimate_files(
       _input_paths(), _OUTPUT_DIR.value, config,
-      batch_size=_BATCH_SIZE.value,
       seeds=range(_SEED.value, _SEED.value + _SEEDS.value),
-      overwrite=_OVERWRITE.value, estimator=_ESTIMATOR.value,
+      estimator=_ESTIMATOR.value, batch_size=_BATCH_SIZE.value,
+      overwrite=_OVERWRITE.value, skip_done=not one, sr=_sr_settings(),
       progress=None if _QUIET.value else (lambda: ProgressBar(sys.stderr)))
-  print(folder_lib.format_table(rows))
+  if one:
+    row = rows[0]
+    if row["status"] != "ok":
+      _fail(row["message"])
+    print(f"kernel estimated in {row['seconds']:.1f} s (reliability "
+          f"{row['reliability']:+.3f}); wrote {len(row['written'])} files "
+          f"to {os.path.dirname(row['written'][0])}")
+    if "warning" in row:
+      print(row["warning"], file=sys.stderr)
+    return
+  print(pipeline.format_table(rows))
   failed = [r for r in rows if r["status"] == "error"]
   if failed:
     _fail(f"{len(failed)} of {len(rows)} images failed (see the table)")
@@ -182,8 +163,6 @@ def main(argv: list[str]) -> None:
   if len(given) != 1:
     _fail("give exactly one of --image=FILE, --images=PATTERN or "
           "--input_dir=FOLDER")
-  if _ESTIMATOR.value == "select" and not _IMAGE.value:
-    _fail("--estimator=select runs one --image at a time")
   if _CACHE_DIR.value:
     jax.config.update("jax_compilation_cache_dir",
                       os.path.expanduser(_CACHE_DIR.value))
@@ -204,11 +183,8 @@ def main(argv: list[str]) -> None:
       config = fkp.from_config(config)
       if _ITERS.present:
         config = config.replace(iters_x2=_ITERS.value, iters_x4=_ITERS.value)
-    if _IMAGE.value and _SEEDS.value == 1:
-      _estimate_one(config)
-    else:
-      _estimate_many(config)
-  except (ImageError, ValueError, FileExistsError, OSError) as error:
+    _run(config)
+  except (ValueError, OSError) as error:
     _fail(str(error))
 
 

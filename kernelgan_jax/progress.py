@@ -1,11 +1,15 @@
-"""A dependency-free progress indicator for long training runs."""
+"""Progress of long training runs: the callback type, and a bar."""
 
 import time
-from typing import TextIO
+from typing import Callable, TextIO
+
+# progress(done, total, metrics): called by every training loop (KernelGAN,
+# KernelGAN-FKP, ZSSR) every so many iterations, with the latest metrics.
+ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
 class ProgressBar:
-  """Callable as progress(done, total, metrics) from `train.train`.
+  """A `ProgressFn` that draws a bar.
 
   On a terminal it redraws one line; otherwise (logs, CI) it prints a line
   every tenth of the run.

@@ -46,7 +46,7 @@ import numpy as np
 from scipy import ndimage
 
 from kernelgan_jax import data as data_lib
-from kernelgan_jax import estimate as estimate_lib
+from kernelgan_jax import images
 from kernelgan_jax import metrics
 
 SCALE = 2
@@ -96,7 +96,7 @@ def warning(name: str, scores: dict[str, float]) -> Optional[str]:
 
 def luminance(image: np.ndarray) -> Float[np.ndarray, 'h w']:
   """BT.601 luma of an image (uint or float, gray or RGB), float64."""
-  return estimate_lib.as_float_rgb(image) @ data_lib.LUMA_WEIGHTS
+  return images.as_float_rgb(image) @ data_lib.LUMA_WEIGHTS
 
 
 def _as_gray(image: np.ndarray) -> Float[np.ndarray, 'h w']:

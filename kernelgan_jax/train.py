@@ -27,6 +27,7 @@ from kernelgan_jax.config import Config
 from kernelgan_jax import data as data_lib
 from kernelgan_jax.data import Crops, TrainData
 from kernelgan_jax.models import LinearGenerator, PatchDiscriminator
+from kernelgan_jax.progress import ProgressFn
 
 Metrics = dict[str, Float[Array, ""]]
 
@@ -284,7 +285,6 @@ def default_loop() -> str:
   return "scan"
 
 
-ProgressFn = Callable[[int, int, dict[str, float]], None]
 CropSource = Callable[[int, int], Crops]
 
 

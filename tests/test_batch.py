@@ -15,6 +15,7 @@ from kernelgan_jax import batch
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate
+from kernelgan_jax import images as images_lib
 from kernelgan_jax import train
 
 # The config (and the first image's shape) of tests/test_train.py, so the
@@ -71,7 +72,7 @@ def test_jobs_use_estimate_kernel_keys_and_stack_their_own_crops(images):
   for j, job in enumerate(jobs):
     data_key, _ = jax.random.split(jax.random.key(job.seed))
     reference = data_lib.prepare(
-        estimate.as_float_rgb(images[job.image_index]), CONFIG, data_key)
+        images_lib.as_float_rgb(images[job.image_index]), CONFIG, data_key)
     np.testing.assert_array_equal(job.data.g_corners, reference.g_corners)
     np.testing.assert_array_equal(job.data.d_corners, reference.d_corners)
     own = data_lib.crops(reference, CONFIG, 2, 3)

@@ -8,7 +8,8 @@ from scipy import signal
 
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data
-from kernelgan_jax.estimate import as_float_rgb
+from kernelgan_jax import images
+from kernelgan_jax.images import as_float_rgb
 
 CONFIG = config_lib.get_config()
 
@@ -52,9 +53,9 @@ def test_small_image_falls_back_to_uniform():
 
 
 def test_constant_and_small_images_are_rejected():
-  with pytest.raises(data.ImageError, match="constant"):
+  with pytest.raises(images.ImageError, match="constant"):
     data.prepare(np.full((100, 100, 3), 0.5), CONFIG, jax.random.key(0))
-  with pytest.raises(data.ImageError, match="at least 84x84"):
+  with pytest.raises(images.ImageError, match="at least 84x84"):
     data.prepare(np.zeros((83, 200, 3)), CONFIG, jax.random.key(0))
 
 

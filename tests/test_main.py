@@ -79,6 +79,22 @@ def test_sr_writes_the_super_resolved_image(tmp_path):
   assert sr.shape == (200, 220)  # Gray in, gray out, x2.
 
 
+def test_sr_and_seeds_for_many_images(tmp_path):
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  iio.imwrite(photos / "gray.png", iio.imread(EXAMPLE)[:100, :110, 1])
+  iio.imwrite(photos / "rgb.png", iio.imread(EXAMPLE)[:90, :96])
+  result = _run(f"--images={photos}/*.png", f"--output_dir={tmp_path}/out",
+                "--iters=3", "--seeds=2", "--sr", "--sr_config=fast",
+                "--sr_iters=2", "--quiet")
+  assert result.returncode == 0, result.stderr
+  for name, shape in (("gray", (200, 220)), ("rgb", (180, 192, 3))):
+    folder = tmp_path / "out" / name
+    assert iio.imread(folder / f"ZSSR_{name}.png").shape == shape
+    log = json.loads((folder / f"{name}_log.json").read_text())
+    assert log["ensemble_seeds"] == [0, 1] and log["seconds_sr"] > 0
+
+
 def test_many_images_skip_bad_files_and_finished_ones(tmp_path):
   photos = tmp_path / "photos"
   photos.mkdir()
@@ -120,14 +136,13 @@ def test_fkp_estimators_write_the_same_outputs(tmp_path):
   assert log["config"]["generator"] == "prior"
   k2 = np.load(tmp_path / "lite" / "example_lr" / "example_lr_kernel_x2.npy")
   assert abs(k2.sum() - 1) < 1e-4
-  result = _run(f"--image={EXAMPLE}", f"--output_dir={tmp_path}/select",
+  result = _run(f"--input_dir={photos}", f"--output_dir={tmp_path}/select",
                 "--estimator=select", "--iters=3", "--quiet")
   assert result.returncode == 0, result.stderr
-  chosen = np.load(
-      tmp_path / "select" / "example_lr" / "example_lr_kernel_x2.npy")
+  chosen = np.load(tmp_path / "select" / "a" / "a_kernel_x2.npy")
   assert abs(chosen.sum() - 1) < 1e-4
-  assert json.loads((tmp_path / "select" / "example_lr" /
-                     "example_lr_log.json").read_text())["estimator"] == "select"
+  assert json.loads((tmp_path / "select" / "a" /
+                     "a_log.json").read_text())["estimator"] == "select"
 
 
 def _bad_inputs(tmp_path):
@@ -156,7 +171,6 @@ def _bad_inputs(tmp_path):
       ([f"--input_dir={tmp_path}/none"], "is not a folder"),
       ([f"--images={tmp_path}/*.tif"], "matches no file"),
       ([f"--image={EXAMPLE}", "--estimator=fkq"], "--estimator"),
-      ([f"--input_dir={tmp_path}", "--estimator=select"], "one --image"),
       ([f"--image={EXAMPLE}", "--estimator=fkp_lite", "--prior=/no.npz"],
        "no such file"),
       ([f"--image={EXAMPLE}", "--estimator=fkp_lite", f"--prior={text}",

@@ -15,6 +15,7 @@ import pytest
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate
+from kernelgan_jax import images
 from kernelgan_jax import train
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -27,7 +28,7 @@ def golden():
 
 
 def _images():
-  image = estimate.as_float_rgb(iio.imread(os.path.join(DATA,
+  image = images.as_float_rgb(iio.imread(os.path.join(DATA,
                                                         "example_lr.png")))
   return {"full": image, "crop": image[5:175, 12:162]}
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernelgan_jax.kernel import kernel_shift
+from kernelgan_jax.progress import ProgressFn
 from kernelgan_jax.zssr import network
 from kernelgan_jax.zssr import pairs
 from kernelgan_jax.zssr import train
@@ -84,7 +85,7 @@ def super_resolve(image_01: np.ndarray, kernel_x2: np.ndarray | None, *,
                   x4: bool = False, kernel_x4: np.ndarray | None = None,
                   real: bool = False, noise_scale: float = 1.0,
                   config: ZSSRConfig | None = None, seed: int = 0,
-                  progress: train.Progress | None = None) -> np.ndarray:
+                  progress: ProgressFn | None = None) -> np.ndarray:
   """Super-resolves an image x2 (or x4) with ZSSR and the given kernel(s).
 
   Args:

@@ -9,7 +9,6 @@ can be `jax.vmap`-ed over images; the drivers either loop over it in Python
 (fast on CPU) or `lax.scan` over chunks of it (one dispatch per chunk).
 """
 
-from collections.abc import Callable
 import functools
 from typing import NamedTuple
 
@@ -17,12 +16,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from kernelgan_jax.progress import ProgressFn
 from kernelgan_jax.zssr import network
 from kernelgan_jax.zssr import pairs
 from kernelgan_jax.zssr import policy as policy_lib
 from kernelgan_jax.zssr.config import ZSSRConfig
-
-Progress = Callable[[int, int, dict[str, float]], None]
 
 # Adam with the TF / PyTorch defaults; the learning rate is applied by hand
 # so that it can live in the (traced) policy state.
@@ -183,7 +181,7 @@ def use_scan(config: ZSSRConfig) -> bool:
 
 def train_stage(state: TrainState, inputs: StageInputs, *,
                 config: ZSSRConfig, scale: int, noise_std: float,
-                progress: Progress | None = None) -> TrainState:
+                progress: ProgressFn | None = None) -> TrainState:
   """Trains one scale until the policy stops it or max_iters is reached.
 
   Args:

@@ -1,4 +1,4 @@
-"""Folder processing: per-image outputs as the CLI writes them, bad files
+"""Files to output folders: per-image outputs as the CLI writes them, bad files
 skipped and reported, restarts skip finished images."""
 
 import json
@@ -10,8 +10,8 @@ import pytest
 
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import ensemble
-from kernelgan_jax import folder
-from kernelgan_jax import io
+from kernelgan_jax import pipeline
+from kernelgan_jax import outputs
 
 # As tests/test_batch.py: two images of these sizes and two seeds compile
 # to the same batched program there and here.
@@ -41,7 +41,7 @@ def inputs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(inputs, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("out"))
-  rows = folder.estimate_folder(inputs, out, CONFIG, batch_size=2,
+  rows = pipeline.estimate_files(inputs, out, CONFIG, batch_size=2,
                                 seeds=SEEDS, strategy="vmap")
   return out, rows
 
@@ -56,8 +56,8 @@ def test_good_images_get_outputs_and_bad_ones_are_reported(first_run):
   assert sorted(os.listdir(out)) == ["square", "wide"]
   for name in ("square", "wide"):
     assert sorted(os.listdir(os.path.join(out, name))) == sorted(
-        io.output_files(name, x4=False))
-  table = folder.format_table(rows)
+        outputs.output_files(name, x4=False))
+  table = pipeline.format_table(rows)
   assert "2 estimated, 0 skipped (done), 2 failed" in table
 
 
@@ -78,7 +78,7 @@ def test_restart_skips_finished_images_and_refuses_partial_ones(
     first_run, inputs):
   out, _ = first_run
   os.remove(os.path.join(out, "square", "square_kernels.png"))
-  rows = folder.estimate_folder(inputs, out, CONFIG, batch_size=2,
+  rows = pipeline.estimate_files(inputs, out, CONFIG, batch_size=2,
                                 seeds=SEEDS)
   statuses = {r["name"]: r["status"] for r in rows}
   assert statuses == {"wide": "skipped", "broken": "error",
@@ -87,7 +87,7 @@ def test_restart_skips_finished_images_and_refuses_partial_ones(
 
 
 def test_duplicate_names_and_bad_arguments(tmp_path, inputs):
-  rows = folder.plan([inputs[0], inputs[0]], str(tmp_path), CONFIG, False)
-  assert [r["status"] for r in rows] == [folder.PENDING, "error"]
+  rows = pipeline.plan([inputs[0], inputs[0]], str(tmp_path), CONFIG, False)
+  assert [r["status"] for r in rows] == [pipeline.PENDING, "error"]
   with pytest.raises(ValueError, match="batch_size"):
-    folder.estimate_folder(inputs, str(tmp_path), CONFIG, batch_size=0)
+    pipeline.estimate_files(inputs, str(tmp_path), CONFIG, batch_size=0)

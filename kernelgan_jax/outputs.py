@@ -1,4 +1,4 @@
-"""Reading input images and writing the estimate's files.
+"""Writing the estimate's files.
 
 Outputs per image, in `<output_dir>/<name>/`: `<name>_kernel_x2.mat`
 (variable `Kernel`, as the original, so downstream SR code reads it), the
@@ -18,32 +18,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from kernelgan_jax.config import Config
-from kernelgan_jax.data import ImageError
-from kernelgan_jax.estimate import KernelEstimate, as_float_rgb
-
-
-def read_image(path: str) -> np.ndarray:
-  """Reads an image file as float64 in [0, 1], channels as stored.
-
-  8- and 16-bit integers are scaled by 255 / 65535; the shape is (H, W) for
-  gray, (H, W, C) otherwise. `estimate_kernel` makes it RGB itself.
-
-  Raises:
-    ImageError: for a missing path, a directory, or an unreadable file.
-  """
-  if not os.path.exists(path):
-    raise ImageError(f"no such file: {path}")
-  if os.path.isdir(path):
-    raise ImageError(f"{path} is a directory, not an image file")
-  try:
-    image = iio.imread(path)
-  except Exception as error:  # imageio raises many types for bad files.
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    raise ImageError(f"cannot read {path} as an image ({reason})") from None
-  as_float_rgb(image)  # Validates the shape.
-  if np.issubdtype(image.dtype, np.integer):
-    return image / float(np.iinfo(image.dtype).max)
-  return image.astype(np.float64)
+from kernelgan_jax.estimate import KernelEstimate
 
 
 def image_name(path: str) -> str:

@@ -1,0 +1,281 @@
+"""From input files to output folders: one path for one image or many.
+
+Each image gets `<output_dir>/<name>/` (`outputs`), written as soon as its
+batch finishes, so a long run can be stopped and restarted: images whose
+outputs are complete are skipped when `skip_done`. An unreadable, too small
+or featureless file is reported and skipped; every other image still gets
+its kernel. Images train `batch_size` at a time (`batch`); with several
+seeds per image the seeds train together and their x2 kernels are combined
+(`ensemble`), the log recording every seed's kernel. 'fkp' and 'select'
+run one image and seed at a time (`estimate.estimate_kernel`). With
+`sr`, each image is then super-resolved by ZSSR with its kernel(s), as the
+original's --SR.
+"""
+
+import collections
+from concurrent import futures
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from absl import logging
+import numpy as np
+
+from kernelgan_jax import batch as batch_lib
+from kernelgan_jax import data as data_lib
+from kernelgan_jax import ensemble
+from kernelgan_jax import estimate as estimate_lib
+from kernelgan_jax import images
+from kernelgan_jax import outputs
+from kernelgan_jax import reliability
+from kernelgan_jax.config import Config
+from kernelgan_jax.progress import ProgressFn
+
+Row = dict  # name, path, status ('ok', 'skipped', 'error'), message, ...
+PENDING = "pending"
+# Estimators that run one image and seed at a time.
+PER_IMAGE = ("fkp", "select")
+
+
+@dataclasses.dataclass(frozen=True)
+class SuperResolution:
+  """What `--sr` asks for: ZSSR after the kernel (`zssr.super_resolve`).
+
+  Attributes:
+    config: ZSSR's settings (a `zssr.ZSSRConfig`).
+    noise_scale: scales the son noise in real-image mode.
+    progress: returns a fresh progress callback for each image's ZSSR run.
+  """
+  config: Any
+  noise_scale: float = 1.0
+  progress: Optional[Callable[[], Optional[ProgressFn]]] = None
+
+
+def outputs_complete(output_dir: str, name: str, x4: bool,
+                     sr: bool = False) -> bool:
+  """Whether every output file of `name` exists already."""
+  return (len(outputs.existing_outputs(output_dir, name, x4, sr))
+          == len(outputs.output_files(name, x4, sr)))
+
+
+def plan(paths: Sequence[str], output_dir: str, config: Config,
+         overwrite: bool, sr: bool = False, skip_done: bool = True
+         ) -> list[Row]:
+  """A row per path: 'skipped' (done, when `skip_done`), 'error' (would
+  clobber, duplicate name) or pending."""
+  rows, seen = [], set()
+  for path in paths:
+    name = outputs.image_name(path)
+    row = {"name": name, "path": path, "status": PENDING, "message": ""}
+    if name in seen:
+      row.update(status="error", message="another input has this name")
+    elif (skip_done and not overwrite
+          and outputs_complete(output_dir, name, config.x4, sr)):
+      row.update(status="skipped", message="outputs exist")
+    else:
+      try:
+        row["folder"] = outputs.check_writable(output_dir, name, config.x4,
+                                               overwrite, sr)
+      except FileExistsError as error:
+        row.update(status="error", message=str(error))
+    seen.add(name)
+    rows.append(row)
+  return rows
+
+
+def _prepare(row: Row, config: Config, seeds: Sequence[int], index: int,
+             estimator: str) -> tuple[list, Optional[np.ndarray]]:
+  """Reads the row's image: its jobs (`batch.Job`s, or for `PER_IMAGE`
+  estimators (index, seed) pairs) and the image; ([], None) with the row
+  marked as an error."""
+  try:
+    image = images.read_image(row["path"])
+    if estimator in PER_IMAGE:
+      data_lib.check_size(images.as_float_rgb(image), config)
+      return [(index, seed) for seed in seeds], image
+    return batch_lib.prepare_jobs(image, config, seeds,
+                                  image_index=index), image
+  except (images.ImageError, OSError, ValueError) as error:
+    row.update(status="error", message=str(error))
+    logging.info("skipping %s: %s", row["path"], error)
+    return [], None
+
+
+def _super_resolve(image: np.ndarray, estimate, config: Config, seed: int,
+                   sr: SuperResolution) -> np.ndarray:
+  from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
+  return zssr.super_resolve(
+      image, estimate.kernel_x2, x4=config.x4, kernel_x4=estimate.kernel_x4,
+      real=config.real_image, noise_scale=sr.noise_scale, config=sr.config,
+      seed=seed, progress=sr.progress() if sr.progress else None)
+
+
+def _write(row: Row, estimates, image: np.ndarray, config: Config,
+           method: str, seconds: float, batch_images: int, estimator: str,
+           sr: Optional[SuperResolution]) -> None:
+  """Combines the seeds, scores the kernel's reliability on the image,
+  super-resolves it when asked, and writes the row's folder; marks the
+  row."""
+  estimate = ensemble.combine_estimates(estimates, method)
+  trust = reliability.score(image, estimate)
+  extra = {"image": row["path"], "estimator": estimator,
+           "reliability": trust, "seconds": round(seconds, 3),
+           "batch_images": batch_images}
+  if len(estimates) > 1:
+    extra.update(ensemble.ensemble_log(estimates, method))
+  sr_image = None
+  if sr is not None:
+    start = time.perf_counter()
+    sr_image = _super_resolve(image, estimate, config, estimates[0].seed, sr)
+    extra["seconds_sr"] = round(time.perf_counter() - start, 3)
+  try:
+    written = outputs.write_outputs(row["folder"], row["name"], estimate,
+                                    config, extra, sr_image)
+  except OSError as error:
+    row.update(status="error", message=str(error))
+    logging.info("cannot write %s: %s", row["folder"], error)
+    return
+  row.update(status="ok", seconds=seconds, written=written,
+             kernel_size=int(estimate.kernel_x2.shape[0]),
+             reliability=trust[reliability.HEADLINE])
+  if trust["unreliable"]:
+    row.update(message="kernel looks unreliable",
+               warning=reliability.warning(row["name"], trust))
+    logging.info(row["warning"])
+
+
+def _train(jobs: list, by_index: dict, config: Config, estimator: str,
+           strategy: str, pad_to: int, progress: Optional[ProgressFn]
+           ) -> tuple[list[int], list]:
+  """Trains one batch: the image index and estimate of every job."""
+  if estimator in PER_IMAGE:
+    return [index for index, _ in jobs], [
+        estimate_lib.estimate_kernel(by_index[index], config, seed,
+                                     estimator=estimator, progress=progress)
+        for index, seed in jobs]
+  return [job.image_index for job in jobs], batch_lib.run_jobs(
+      jobs, config, progress=progress, strategy=strategy, pad_to=pad_to)
+
+
+def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
+                   seeds: Sequence[int] = (0,),
+                   estimator: str = "kernelgan",
+                   batch_size: Optional[int] = None,
+                   overwrite: bool = False, skip_done: bool = True,
+                   sr: Optional[SuperResolution] = None,
+                   progress: Optional[Callable[[], Optional[ProgressFn]]]
+                   = None, method: str = "median",
+                   strategy: Optional[str] = None) -> list[Row]:
+  """Estimates the kernels of image files and writes their outputs.
+
+  Images are read and prepared in input order by a pool of threads, up to
+  two batches ahead while the current one trains (so at most three batches
+  are in memory); images of any sizes share a batch, and every batch is
+  trained as one of `batch_size` images (a short one repeats its last job),
+  so one compiled program serves the whole run. Outputs are written by the
+  pool while the next batch trains (with `sr`, in turn, after each batch).
+
+  Args:
+    paths: image files.
+    output_dir: outputs go to `<output_dir>/<name>/`.
+    config: the run's settings (`config.x4` for the x4 kernel); for 'fkp'
+      an `fkp.FkpConfig`.
+    seeds: seeds per image; several are combined with `method`.
+    estimator: one of `estimate.ESTIMATORS`.
+    batch_size: images trained together (each with all its seeds); None
+      for the backend's default (`batch.default_batch_size`), never more
+      than the images to do.
+    overwrite: replace existing outputs.
+    skip_done: skip images whose outputs are complete (a restart); else
+      existing outputs are an error unless `overwrite`. Partial outputs are
+      always an error unless `overwrite`.
+    sr: also super-resolve each image with ZSSR (`ZSSR_<name>.png`).
+    progress: called once per batch, returns that batch's progress(done,
+      total, metrics) callback (e.g. `lambda: ProgressBar(sys.stderr)`).
+    method: how several seeds' kernels are combined (`ensemble.combine`).
+    strategy: 'vmap' or 'sequential'; None picks the backend's faster one
+      (`batch.default_strategy`).
+
+  Returns:
+    One row per path, in input order: name, path, status ('ok',
+    'skipped', 'error'), message, and for 'ok' seconds (of its batch),
+    kernel_size, reliability (the headline score), written (paths) and,
+    for a kernel that looks unreliable, a warning.
+
+  Raises:
+    ValueError: for a bad batch size, method or estimator.
+  """
+  if batch_size is not None and batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if method not in ensemble.METHODS:
+    raise ValueError(f"method must be one of {ensemble.METHODS}")
+  if estimator not in PER_IMAGE:  # Also refuses an unknown estimator.
+    config = estimate_lib.estimator_config(config, estimator)
+  strategy = strategy or batch_lib.default_strategy()
+  rows = plan(paths, output_dir, config, overwrite, sr is not None,
+              skip_done)
+  pending = [i for i, r in enumerate(rows) if r["status"] == PENDING]
+  batch_size = min(batch_size or batch_lib.default_batch_size(),
+                   max(len(pending), 1))
+  todo, queue = iter(pending), collections.deque()
+  jobs, by_index, writes = [], {}, []
+  with futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    def top_up():  # Prepares up to two batches ahead, in input order.
+      while len(queue) < 2 * batch_size:
+        index = next(todo, None)
+        if index is None:
+          return
+        queue.append((index, pool.submit(_prepare, rows[index], config,
+                                         seeds, index, estimator)))
+    top_up()
+    while queue:
+      index, prepared = queue.popleft()
+      new_jobs, image = prepared.result()
+      top_up()
+      if new_jobs:
+        jobs += new_jobs
+        by_index[index] = image
+      if len(by_index) == batch_size or (jobs and not queue):
+        start = time.perf_counter()
+        indices, results = _train(
+            jobs, by_index, config, estimator, strategy,
+            batch_size * len(seeds), progress() if progress else None)
+        seconds = time.perf_counter() - start
+        per_image = {}
+        for i, result in zip(indices, results):
+          per_image.setdefault(i, []).append(result)
+        for i, estimates in per_image.items():
+          args = (rows[i], estimates, by_index[i], config, method, seconds,
+                  len(per_image), estimator, sr)
+          if sr is None:
+            writes.append(pool.submit(_write, *args))
+          else:  # ZSSR trains here, not beside the next batch.
+            _write(*args)
+        jobs, by_index = [], {}
+    for write in writes:
+      write.result()
+  for row in rows:
+    row.pop("folder", None)
+  return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+  """A plain-text summary table of `estimate_files`' rows."""
+  lines = [f"{'image':<24} {'status':<8} {'kernel':>6} {'seconds':>8} "
+           f"{'reliab.':>7}  note"]
+  for row in rows:
+    size = row.get("kernel_size")
+    seconds = row.get("seconds")
+    trust = row.get("reliability")
+    lines.append(
+        f"{row['name'][:24]:<24} {row['status']:<8} "
+        f"{f'{size}x{size}' if size else '':>6} "
+        f"{f'{seconds:.1f}' if seconds is not None else '':>8} "
+        f"{f'{trust:+.3f}' if trust is not None else '':>7}  "
+        f"{row['message']}")
+  counts = {s: sum(r["status"] == s for r in rows)
+            for s in ("ok", "skipped", "error")}
+  lines.append(f"{counts['ok']} estimated, {counts['skipped']} skipped "
+               f"(done), {counts['error']} failed")
+  return "\n".join(lines)
