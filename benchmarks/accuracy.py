@@ -5,11 +5,11 @@ r"""Kernel accuracy on a DIV2KRK-protocol set: KernelGAN vs bicubic vs truth.
 Builds the set first if `--set_dir` holds none (scikit-image photographs,
 `kernelgan_jax.div2krk`). For every image it estimates the x2 kernel and
 reports (`metrics.score_kernel`) the shift-invariant kernel error
-(`metrics.kernel_error`, L2 after
-centre-of-mass alignment) of the estimate and of MATLAB's bicubic kernel
-against the ground truth, and the PSNR of the LR image re-synthesised from the
-HR image with each kernel (`metrics.resynthesis_psnr`; the true kernel gives
-the ceiling). Writes benchmarks/results/accuracy-<device>-<date>.{json,md}.
+(`metrics.kernel_error`, L2 after centre-of-mass alignment) of the estimate
+and of MATLAB's bicubic kernel against the ground truth, and the PSNR of the
+LR image re-synthesised from the HR image with each kernel
+(`metrics.resynthesis_psnr`; the true kernel gives the ceiling). Writes
+benchmarks/results/accuracy-<device>-<date>.{json,md}.
 """
 
 import json
