@@ -4,11 +4,12 @@ r"""Kernel accuracy on a DIV2KRK-protocol set: KernelGAN vs bicubic vs truth.
 
 Builds the set first if `--set_dir` holds none (scikit-image photographs,
 `kernelgan_jax.div2krk`). For every image it estimates the x2 kernel and
-reports the shift-invariant kernel error (`metrics.kernel_error`, L2 after
-centre-of-mass alignment) of the estimate and of MATLAB's bicubic kernel
-against the ground truth, and the PSNR of the LR image re-synthesised from the
-HR image with each kernel (`metrics.resynthesis_psnr`; the true kernel gives
-the ceiling). Writes benchmarks/results/accuracy-<device>-<date>.{json,md}.
+reports (`metrics.score_kernel`) the shift-invariant kernel error
+(`metrics.kernel_error`, L2 after centre-of-mass alignment) of the estimate
+and of MATLAB's bicubic kernel against the ground truth, and the PSNR of the
+LR image re-synthesised from the HR image with each kernel
+(`metrics.resynthesis_psnr`; the true kernel gives the ceiling). Writes
+benchmarks/results/accuracy-<device>-<date>.{json,md}.
 """
 
 import json
@@ -34,14 +35,6 @@ _ITERS = flags.DEFINE_integer("iters", 3000, "Training iterations.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds; each is one run.")
 _OUT = flags.DEFINE_string("results_dir", "benchmarks/results",
                            "Where the JSON and markdown go.")
-
-
-def evaluate(example: div2krk.Example, kernel: np.ndarray) -> dict:
-  return {
-      "kernel_error": metrics.kernel_error(kernel, example.kernel_x2),
-      "resynthesis_psnr": metrics.resynthesis_psnr(example.hr, example.lr,
-                                                   kernel),
-  }
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -91,9 +84,9 @@ def main(argv: Sequence[str]) -> None:
       seconds = time.perf_counter() - start
       row = {"name": example.name, "seed": seed,
              "lr_shape": list(example.lr.shape), "seconds": seconds,
-             "kernelgan": evaluate(example, result.kernel_x2),
-             "bicubic": evaluate(example, bicubic),
-             "truth": evaluate(example, example.kernel_x2)}
+             "kernelgan": metrics.score_kernel(result.kernel_x2, example),
+             "bicubic": metrics.score_kernel(bicubic, example),
+             "truth": metrics.score_kernel(example.kernel_x2, example)}
       rows.append(row)
       print(json.dumps(row), flush=True)
   meta = dict(machine.describe(), set=_SET_DIR.value, iters=_ITERS.value,

@@ -9,9 +9,9 @@ r"""KernelGAN against the FKP variants on DIV2KRK-protocol sets.
 The first form estimates every image's kernels with each estimator
 (`kernelgan_jax.estimate.ESTIMATORS`, through `batch.estimate_kernels`) and writes them, with the seconds each
 estimator took, to `--kernels` (an .npz; it can run on an accelerator and
-the scoring here). The second scores a kernels file: the kernel error
-against the true kernel (`metrics.kernel_error`; at x4 the analytic x4
-kernels, on the x4 LR images), the re-synthesis PSNR
+the scoring here). The second scores a kernels file (`metrics.score_kernel`):
+the kernel error against the true kernel (`metrics.kernel_error`; at x4 the
+analytic x4 kernels, on the x4 LR images), the re-synthesis PSNR
 (`metrics.resynthesis_psnr`), how many images an estimator's kernel scores
 below MATLAB's bicubic kernel, and the seconds per image, with bicubic and
 the truth as floor and ceiling; where a file holds both of
@@ -121,16 +121,6 @@ def bicubic_kernel(x4: bool) -> np.ndarray:
   return kernel_lib.analytic_kernel_x4(kernel) if x4 else kernel
 
 
-def score_kernel(example: div2krk.Example, kernel: np.ndarray, x4: bool
-                 ) -> dict:
-  truth = example.kernel_x2
-  if x4:
-    truth = kernel_lib.analytic_kernel_x4(truth)
-  return {"kernel_error": metrics.kernel_error(kernel, truth),
-          "resynthesis_psnr": metrics.resynthesis_psnr(
-              example.hr, lr_of(example, x4), kernel, scale=4 if x4 else 2)}
-
-
 def select_one(example: div2krk.Example, stored, seed: str, x4: bool) -> str:
   """Which of `reliability.SELECT_FROM` `estimator='select'` keeps."""
   candidates = [stored[f"{e}/{example.name}/{seed}/kernel_x2"]
@@ -157,13 +147,13 @@ def score(examples: list[div2krk.Example]) -> None:
   rows = []
   for example in examples:
     row = {"name": example.name,
-           "bicubic": score_kernel(example, bicubic_kernel(x4), x4),
-           "truth": score_kernel(example, kernel_lib.analytic_kernel_x4(
-               example.kernel_x2) if x4 else example.kernel_x2, x4)}
+           "bicubic": metrics.score_kernel(bicubic_kernel(x4), example, x4),
+           "truth": metrics.score_kernel(metrics.true_kernel(example, x4),
+                                         example, x4)}
     for estimator, name, seed in runs:
       if name == example.name:
-        row.setdefault(estimator, {})[seed] = score_kernel(
-            example, stored[f"{estimator}/{name}/{seed}/{which}"], x4)
+        row.setdefault(estimator, {})[seed] = metrics.score_kernel(
+            stored[f"{estimator}/{name}/{seed}/{which}"], example, x4)
     if all(e in row for e in reliability.SELECT_FROM):
       row["select"] = {seed: row[select_one(example, stored, seed, x4)][seed]
                        for seed in row[reliability.SELECT_FROM[0]]}

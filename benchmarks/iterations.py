@@ -30,7 +30,6 @@ from benchmarks import machine
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import div2krk
 from kernelgan_jax import estimate as estimate_lib
-from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
 from kernelgan_jax import train
 from kernelgan_jax.config import get_config
@@ -86,15 +85,8 @@ def score(example: div2krk.Example, raw: np.ndarray, config, x4: bool
           ) -> dict:
   """Kernel error and re-synthesis PSNR of a raw kernel's final kernels."""
   estimate = estimate_lib.estimate_from_raw(raw, {}, 0, config)
-  if x4:
-    truth = kernel_lib.analytic_kernel_x4(example.kernel_x2)
-    kernel, lr, scale = estimate.kernel_x4, example.lr_x4, 4
-  else:
-    truth, kernel, lr, scale = example.kernel_x2, estimate.kernel_x2, (
-        example.lr), 2
-  return {"kernel_error": metrics.kernel_error(kernel, truth),
-          "resynthesis_psnr": metrics.resynthesis_psnr(example.hr, lr, kernel,
-                                                       scale=scale)}
+  kernel = estimate.kernel_x4 if x4 else estimate.kernel_x2
+  return metrics.score_kernel(kernel, example, x4)
 
 
 def markdown(rows: list[dict], meta: dict) -> str:

@@ -45,10 +45,11 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import functools
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
+from absl import app
+from absl import flags
 import jax
 import jax.flatten_util
 import numpy as np
@@ -449,24 +450,34 @@ def default_inputs(iters: int, size: int = 96, seed: int = 0
   return image, g_corners, d_corners
 
 
-def main(argv: Optional[list] = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--iters", type=int, default=30)
-  parser.add_argument("--stepwise_iters", type=int, default=10)
-  parser.add_argument("--size", type=int, default=96)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--threads", type=int, default=None)
-  parser.add_argument("--g_scale", type=float, default=1.0,
-                      help="factor on G's initial weights (10 = gain 1)")
-  parser.add_argument("--torch_float64", action="store_true",
-                      help="stepwise: float64 torch as the precise reference")
-  args = parser.parse_args(argv)
+def _define_flags() -> None:
+  """The command line's flags.
+
+  Defined only when this module runs as a script, so that importing it
+  (tests, other benchmarks) defines none that could clash.
+  """
+  flags.DEFINE_integer("iters", 30, "Free-running iterations (0: none).")
+  flags.DEFINE_integer("stepwise_iters", 10,
+                       "Teacher-forced iterations (0: none).")
+  flags.DEFINE_integer("size", 96, "Side of the synthetic image.")
+  flags.DEFINE_integer("seed", 0, "Seed of the image, crops and weights.")
+  flags.DEFINE_integer("threads", None, "Torch intra-op threads.")
+  flags.DEFINE_float("g_scale", 1.0,
+                     "Factor on G's initial weights (10 = gain 1).")
+  flags.DEFINE_bool("torch_float64", False,
+                    "Stepwise: float64 torch as the precise reference.")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  args = flags.FLAGS
   if args.threads:
     torch.set_num_threads(args.threads)
   _report(args)
 
 
-def _report(args: argparse.Namespace) -> None:
+def _report(args: flags.FlagValues) -> None:
   """Runs and prints the comparisons selected on the command line."""
   n = max(args.iters, args.stepwise_iters)
   image, g_corners, d_corners = default_inputs(n, args.size, args.seed)
@@ -483,4 +494,5 @@ def _report(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  app.run(main)

@@ -95,12 +95,6 @@ def torch_cli(image: str, output: str) -> float:
                 f"--output={output}", f"--iters={_TORCH_ITERS.value}"])
 
 
-def scores(example: div2krk.Example, kernel: np.ndarray) -> dict:
-  return {"kernel_error": metrics.kernel_error(kernel, example.kernel_x2),
-          "resynthesis_psnr": metrics.resynthesis_psnr(example.hr,
-                                                       example.lr, kernel)}
-
-
 def warm_cache(work: str, iters: str) -> str:
   """A cache filled by one run on the warm-up image (another size).
 
@@ -125,7 +119,8 @@ def time_image(example: div2krk.Example, path: str, work: str, iters: str,
   kernel = np.load(os.path.join(out, example.name,
                                 f"{example.name}_kernel_x2.npy"))
   return {"cold_s": cold, "new_size_warm_cache_s": new_size,
-          "warm_repeat_s": repeat, "scores": scores(example, kernel)}
+          "warm_repeat_s": repeat,
+          "scores": metrics.score_kernel(kernel, example)}
 
 
 def folder_images(examples: list[div2krk.Example], count: int, folder: str
@@ -229,15 +224,17 @@ def main(argv: Sequence[str]) -> None:
              "jax": {iters: time_image(example, path, work, iters,
                                        warm[iters])
                      for iters in _JAX_ITERS.value},
-             "bicubic": scores(example, metrics.bicubic_kernel_x2()),
-             "truth": scores(example, example.kernel_x2)}
+             "bicubic": metrics.score_kernel(metrics.bicubic_kernel_x2(),
+                                             example),
+             "truth": metrics.score_kernel(example.kernel_x2, example)}
       if not _SKIP_TORCH.value:
         import torch  # pylint: disable=g-import-not-at-top
         meta["torch"] = torch.__version__
         output = os.path.join(work, f"torch-{example.name}.npy")
         seconds = torch_cli(path, output)
         row["torch"] = {"seconds": seconds,
-                        "scores": scores(example, np.load(output))}
+                        "scores": metrics.score_kernel(np.load(output),
+                                                       example)}
       rows.append(row)
       print(json.dumps(row), flush=True)
     folder = {}

@@ -34,11 +34,12 @@ kernel file out; `benchmarks/run.py` times it end to end):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
+from absl import app
+from absl import flags
 import numpy as np
 import scipy.ndimage
 import scipy.signal
@@ -843,19 +844,29 @@ def time_iterations(image_01: np.ndarray, iters: int = 50, warmup: int = 5,
           "full_run_s": ms * 3000 / 1e3, "threads": torch.get_num_threads()}
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--device", default="cpu")
-  parser.add_argument("--threads", type=int, default=None)
-  parser.add_argument("--iters", type=int, default=50)
-  parser.add_argument("--warmup", type=int, default=5)
-  parser.add_argument("--size", type=int, default=128)
-  parser.add_argument("--image", default=None,
-                      help="estimate this image's kernel instead of timing")
-  parser.add_argument("--output", default=None,
-                      help="with --image: where the x2 kernel (.npy) goes")
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args()
+def _define_flags() -> None:
+  """The command line's flags.
+
+  Defined only when this module runs as a script: `benchmarks/parity.py`
+  imports it as a library and has flags of the same names.
+  """
+  flags.DEFINE_string("device", "cpu", "Torch device.")
+  flags.DEFINE_integer("threads", None, "Torch intra-op threads.")
+  flags.DEFINE_integer("iters", 50, "Iterations timed, or with --image, run.")
+  flags.DEFINE_integer("warmup", 5, "Iterations left out of the timing.")
+  flags.DEFINE_integer("size", 128, "Side of the synthetic timing image.")
+  flags.DEFINE_string("image", None,
+                      "Estimate this image's kernel instead of timing.")
+  flags.DEFINE_string("output", None,
+                      "With --image: where the x2 kernel (.npy) goes.")
+  flags.DEFINE_integer("seed", 0,
+                       "With --image: seed of the crops and weights.")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  args = flags.FLAGS
   if args.threads:
     torch.set_num_threads(args.threads)
   if args.image:
@@ -882,4 +893,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  app.run(main)

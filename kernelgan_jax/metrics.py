@@ -25,6 +25,9 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from kernelgan_jax import div2krk
+from kernelgan_jax import kernel as kernel_lib
+
 # MATLAB imresize(., 0.5, 'bicubic') taps for HR offsets -3 .. +4 around 2 i.
 BICUBIC_X2_TAPS = np.array([-3, -9, 29, 111, 111, 29, -9, -3]) / 256.0
 MIN_CANVAS_SIZE = 33
@@ -290,3 +293,36 @@ def bicubic_kernel_x2(size: int = 13) -> np.ndarray:
   start = size // 2 - 3
   taps[start:start + len(BICUBIC_X2_TAPS)] = BICUBIC_X2_TAPS
   return np.outer(taps, taps)
+
+
+# ------------------------------------------- an estimate vs a DIV2KRK example
+# How the benchmarks score a kernel: against its example's true kernel, HR
+# and LR images, at x2 or x4. (SR images are scored by `sr_metrics`.)
+
+
+def true_kernel(example: div2krk.Example, x4: bool = False) -> np.ndarray:
+  """An example's true kernel: its x2 kernel, or that kernel's analytic x4."""
+  if not x4:
+    return example.kernel_x2
+  return kernel_lib.analytic_kernel_x4(example.kernel_x2)
+
+
+def score_kernel(kernel: np.ndarray, example: div2krk.Example,
+                 x4: bool = False) -> dict[str, float]:
+  """How well an estimated kernel matches a DIV2KRK example.
+
+  Args:
+    kernel: (k, k) estimated x2 kernel, or x4 kernel with `x4`.
+    example: The image it was estimated from (`div2krk.load_set`); with
+      `x4`, one with x4 LR images.
+    x4: Score against the analytic x4 of the true kernel, re-synthesising
+      the x4 LR image.
+
+  Returns:
+    {'kernel_error': `kernel_error` against `true_kernel`,
+     'resynthesis_psnr': `resynthesis_psnr` of the HR image re-degraded}.
+  """
+  lr, scale = (example.lr_x4, 4) if x4 else (example.lr, 2)
+  return {'kernel_error': kernel_error(kernel, true_kernel(example, x4)),
+          'resynthesis_psnr': resynthesis_psnr(example.hr, lr, kernel,
+                                               scale=scale)}

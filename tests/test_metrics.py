@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from kernelgan_jax import div2krk
+from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), 'data')
@@ -234,3 +235,35 @@ def test_bicubic_kernel_equals_matlab_imresize_half():
   expected = rows @ image @ cols.T  # MATLAB imresize(image, 0.5).
   got = metrics.resynthesize(image, metrics.bicubic_kernel_x2())
   np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+# ------------------------------------------------------------- score_kernel
+
+
+def _example(seed=3, size=128):
+  hr, lr, kernel = _synthetic_example(seed, size)
+  lr_x4 = div2krk.degrade_image(hr, kernel, 4) / 255.0
+  return div2krk.Example(name='synthetic', hr=hr, lr=lr, kernel_x2=kernel,
+                         params={}, lr_x4=lr_x4)
+
+
+def test_score_kernel_x2_is_both_metrics_against_the_example():
+  example = _example()
+  estimate = metrics.bicubic_kernel_x2()
+  assert metrics.true_kernel(example) is example.kernel_x2
+  assert metrics.score_kernel(estimate, example) == {
+      'kernel_error': metrics.kernel_error(estimate, example.kernel_x2),
+      'resynthesis_psnr': metrics.resynthesis_psnr(example.hr, example.lr,
+                                                   estimate)}
+
+
+def test_score_kernel_x4_uses_the_analytic_x4_kernel_and_x4_image():
+  example = _example()
+  truth_x4 = metrics.true_kernel(example, x4=True)
+  np.testing.assert_array_equal(
+      truth_x4, kernel_lib.analytic_kernel_x4(example.kernel_x2))
+  scores = metrics.score_kernel(truth_x4, example, x4=True)
+  assert scores['kernel_error'] == 0.0
+  assert scores['resynthesis_psnr'] == metrics.resynthesis_psnr(
+      example.hr, example.lr_x4, truth_x4, scale=4)
+  assert scores['resynthesis_psnr'] > 45.0
