@@ -27,7 +27,7 @@ import jax
 
 from benchmarks import machine
 from kernelgan_jax import batch
-from kernelgan_jax import io
+from kernelgan_jax import images
 from kernelgan_jax.config import get_config
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "4", "16"],
@@ -48,7 +48,7 @@ MIB = 2.0**20
 def measure(batch_size: int) -> dict:
   """Times and sizes one batch size in this process."""
   config = get_config(max_iters=_ITERS.value)
-  image = io.read_image(_IMAGE.value)
+  image = images.read_image(_IMAGE.value)
   start = time.perf_counter()
   jobs = batch.prepare_jobs(image, config, range(batch_size))
   states = batch.stack_states(jobs, config)

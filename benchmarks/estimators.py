@@ -33,6 +33,7 @@ from benchmarks import machine
 from kernelgan_jax import batch
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import div2krk
+from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
 from kernelgan_jax import reliability
@@ -73,7 +74,7 @@ def estimate_set(examples: list[div2krk.Example], estimator: str,
     try:
       data_lib.check_size(lr_of(example, x4), config)
       usable.append(example)
-    except data_lib.ImageError as error:
+    except images.ImageError as error:
       print(f"skipping {example.name}: {error}", flush=True)
   start = time.perf_counter()
   results = batch.estimate_kernels(

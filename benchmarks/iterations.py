@@ -29,6 +29,7 @@ import numpy as np
 from benchmarks import machine
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import div2krk
+from kernelgan_jax import images
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import metrics
 from kernelgan_jax import train
@@ -56,7 +57,7 @@ def run_with_readouts(lr: np.ndarray, config, seed: int, every: int
                       ) -> dict[int, np.ndarray]:
   """One run; the raw 13x13 kernel after every `every` iterations."""
   data_key, init_key = estimate_lib.seed_keys(seed)
-  data = data_lib.prepare(estimate_lib.as_float_rgb(lr), config, data_key)
+  data = data_lib.prepare(images.as_float_rgb(lr), config, data_key)
   state = train.init_state(init_key, config)
   step = train.jitted_step(config)
   raw = {}
@@ -152,7 +153,7 @@ def main(argv: Sequence[str]) -> None:
       start = time.perf_counter()
       try:
         raw = run_with_readouts(lr, config, seed, _EVERY.value)
-      except data_lib.ImageError as error:  # An x4 image too small for G.
+      except images.ImageError as error:  # An x4 image too small for G.
         print(f"skipping {example.name}: {error}", flush=True)
         break
       seconds = time.perf_counter() - start

@@ -18,10 +18,10 @@ import jax
 
 from benchmarks import machine
 from kernelgan_jax import data as data_lib
-from kernelgan_jax import io
+from kernelgan_jax import images
 from kernelgan_jax import train
 from kernelgan_jax.config import get_config
-from kernelgan_jax.estimate import as_float_rgb
+from kernelgan_jax.images import as_float_rgb
 
 _ITERS = flags.DEFINE_integer("iters", 300, "Timed iterations per loop.")
 _CHUNK = flags.DEFINE_integer("chunk", 50, "Iterations per scan chunk.")
@@ -47,7 +47,7 @@ def time_loop(loop: str, data, config) -> float:
 def main(argv: Sequence[str]) -> None:
   del argv
   config = get_config(max_iters=_ITERS.value)
-  image = as_float_rgb(io.read_image(_IMAGE.value))
+  image = as_float_rgb(images.read_image(_IMAGE.value))
   # Enough pre-drawn crops for the compiling run and three timed runs.
   data = data_lib.prepare(image, config.replace(max_iters=4 * _ITERS.value),
                           jax.random.key(1))

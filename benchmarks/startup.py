@@ -38,7 +38,7 @@ t = {"start": time.perf_counter()}
 import sys
 import jax
 from kernelgan_jax import main as _
-from kernelgan_jax import data as data_lib, estimate, io, train
+from kernelgan_jax import data as data_lib, estimate, images, train
 from kernelgan_jax.config import get_config
 t["imports"] = time.perf_counter()
 jax.config.update("jax_compilation_cache_dir", sys.argv[1])
@@ -46,10 +46,10 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.devices()
 t["backend"] = time.perf_counter()
 config = get_config(max_iters=int(sys.argv[3]))
-image = io.read_image(sys.argv[2])
+image = images.read_image(sys.argv[2])
 t["read"] = time.perf_counter()
 data_key, init_key = estimate.seed_keys(0)
-data = data_lib.prepare(estimate.as_float_rgb(image), config, data_key)
+data = data_lib.prepare(images.as_float_rgb(image), config, data_key)
 t["prepare"] = time.perf_counter()
 state = jax.block_until_ready(train.init_state(init_key, config))
 t["init"] = time.perf_counter()

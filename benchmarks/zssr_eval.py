@@ -45,7 +45,7 @@ from kernelgan_jax import metrics
 from kernelgan_jax import sr_metrics
 from kernelgan_jax.config import Config
 from kernelgan_jax.config import get_config
-from kernelgan_jax.data import ImageError
+from kernelgan_jax.images import ImageError
 from kernelgan_jax.estimate import estimate_kernel
 from kernelgan_jax.imresize import imresize
 from kernelgan_jax.zssr import fast_cpu_config
