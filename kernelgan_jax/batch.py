@@ -18,8 +18,8 @@ stacked `GanState` and of the jobs' stacked crops.
   share of the images (`process_share`) on its local devices; nothing is
   exchanged between hosts.
 * Loops. As `train.train` (`train.drive`): `lax.scan` chunks by default,
-  or a host loop over the jitted step; each is jitted once per (config,
-  batch size).
+  or a host loop over the jitted step ('python'); each is jitted once per
+  (config, batch size).
 """
 
 import functools
@@ -149,6 +149,9 @@ def batched_chunk(config: Config, length: int, mesh: Optional[Mesh] = None
   return _jitted_chunk(config, length, mesh)
 
 
+# The caches behind the two above: keyed on every argument given
+# positionally, so callers with and without the default mesh share one
+# compiled program (`lru_cache` keys f(a, b) and f(a, b, None) apart).
 @functools.lru_cache(maxsize=None)
 def _jitted_step(config, mesh):
   return jax.jit(_vmapped_step(config, mesh), donate_argnums=0)
@@ -165,7 +168,7 @@ def _jitted_chunk(config, length, mesh):
 
 
 def train_batch(jobs: Sequence[Job], config: Config, *,
-                loop: Optional[str] = None, chunk: int = 50,
+                loop: str = "scan", chunk: int = 50,
                 mesh: Optional[Mesh] = None,
                 progress: Optional[ProgressFn] = None
                 ) -> tuple[GanState, dict[str, np.ndarray]]:
@@ -174,7 +177,7 @@ def train_batch(jobs: Sequence[Job], config: Config, *,
   Args:
     jobs: the batch, any image sizes.
     config: the run's settings.
-    loop: 'python' or 'scan'; None picks the backend's faster one.
+    loop: 'scan' or 'python' (`progress.LOOPS`).
     chunk: iterations between host syncs (progress reports).
     mesh: the devices the job axis is sharded over (see `shard`); None for
       one device.
@@ -206,7 +209,7 @@ def default_strategy(backend: Optional[str] = None) -> str:
 
 
 def run_sequentially(jobs: Sequence[Job], config: Config, *,
-                     loop: Optional[str] = None,
+                     loop: str = "scan",
                      progress: Optional[ProgressFn] = None
                      ) -> list[KernelEstimate]:
   """The jobs one after another with `train.train` (one compiled step for
@@ -229,7 +232,7 @@ def default_batch_size(backend: Optional[str] = None) -> int:
 
 
 def run_jobs(jobs: Sequence[Job], config: Config, *,
-             loop: Optional[str] = None,
+             loop: str = "scan",
              devices: Optional[Sequence[jax.Device]] = None,
              progress: Optional[ProgressFn] = None,
              strategy: Optional[str] = None,
@@ -239,7 +242,7 @@ def run_jobs(jobs: Sequence[Job], config: Config, *,
   Args:
     jobs: from `prepare_jobs`, any image sizes.
     config: the run's settings.
-    loop: 'python' or 'scan'; None picks the backend's faster one.
+    loop: 'scan' or 'python' (`progress.LOOPS`).
     devices: devices to shard the jobs over (default: all local ones).
     progress: progress(done, total, mean metrics).
     strategy: 'vmap' (one program for all jobs) or 'sequential' (one job
@@ -272,7 +275,7 @@ def estimate_kernels(images: Sequence[np.ndarray],
                      config: Optional[Config] = None,
                      seeds: Sequence[int] = (0,), *,
                      estimator: str = "kernelgan",
-                     loop: Optional[str] = None,
+                     loop: str = "scan",
                      devices: Optional[Sequence[jax.Device]] = None,
                      progress: Optional[ProgressFn] = None,
                      strategy: Optional[str] = None
@@ -288,7 +291,7 @@ def estimate_kernels(images: Sequence[np.ndarray],
     seeds: seeds run for every image.
     estimator: one of `estimate.ESTIMATORS`; 'fkp' runs one image and
       seed at a time.
-    loop: 'python' or 'scan'; None picks the backend's faster one.
+    loop: 'scan' or 'python' (`progress.LOOPS`).
     devices: devices to shard the runs over (default: all local ones).
     progress: progress(done, total, metrics averaged over the runs).
     strategy: 'vmap' or 'sequential'; None picks the backend's faster one

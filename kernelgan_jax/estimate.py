@@ -86,7 +86,7 @@ def estimator_config(config: Optional[Config], estimator: str) -> Config:
 def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
                     seed: int = 0, *, estimator: str = "kernelgan",
                     progress: Optional[ProgressFn] = None,
-                    loop: Optional[str] = None) -> KernelEstimate:
+                    loop: str = "scan") -> KernelEstimate:
   """Estimates the x2 (and analytic x4) SR kernel of one LR image.
 
   Args:
@@ -100,7 +100,7 @@ def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
       'fkp_lite' (KernelGAN with G replaced by FKP's prior of a latent);
       see `ESTIMATORS`.
     progress: optional callback progress(done, total, metrics).
-    loop: 'python' or 'scan'; None picks the faster for the backend.
+    loop: 'scan' or 'python' (`progress.LOOPS`).
 
   Returns:
     A `KernelEstimate`.

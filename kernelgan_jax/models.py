@@ -18,8 +18,6 @@ from flax import nnx
 
 from kernelgan_jax.config import Config
 
-_NHWC = ("NHWC", "HWIO", "NHWC")
-
 
 def _xavier_normal(gain: float) -> nnx.Initializer:
   """PyTorch's `xavier_normal_`: std = gain * sqrt(2 / (fan_in + fan_out))."""
@@ -121,7 +119,8 @@ def dense(x: Float[Array, "... i"], w: Float[Array, "i o"]
   their leading axes, which XLA:CPU runs through a generic dot several
   times slower than the forward; materialising x^T first (the barrier keeps
   XLA from folding the transpose back in) makes it an ordinary product.
-  Same values; 0.1-0.2 ms per iteration saved on 2 cores.
+  Same values, less time per iteration (benchmarks/README.md, "Where the
+  CPU time goes").
   """
   return x @ w
 

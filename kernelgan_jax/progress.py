@@ -1,7 +1,12 @@
-"""Progress of long training runs: the callback type, and a bar."""
+"""Driving long training runs: the loop names, the progress callback type,
+and a progress bar."""
 
 import time
 from typing import Callable, TextIO
+
+# How the host drives the iterations (KernelGAN, ZSSR): 'python', a host
+# loop over the jitted step, or 'scan', chunks of steps in one `lax.scan`.
+LOOPS = ("python", "scan")
 
 # progress(done, total, metrics): called by every training loop (KernelGAN,
 # KernelGAN-FKP, ZSSR) every so many iterations, with the latest metrics.

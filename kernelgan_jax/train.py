@@ -27,7 +27,7 @@ from kernelgan_jax.config import Config
 from kernelgan_jax import data as data_lib
 from kernelgan_jax.data import Crops, TrainData
 from kernelgan_jax.models import LinearGenerator, PatchDiscriminator
-from kernelgan_jax.progress import ProgressFn
+from kernelgan_jax.progress import LOOPS, ProgressFn
 
 Metrics = dict[str, Float[Array, ""]]
 
@@ -180,8 +180,8 @@ def _discriminator_loss(d_params, d_stats, real, fake, d_def):
 
   D sees the real patch, then the fake, as the original's two calls. Kept
   as two calls (not one batch of two): the real one does not depend on the
-  G step, so XLA runs it on another core meanwhile (2.19 against 2.37 ms
-  per iteration on 2 CPU cores).
+  G step, so XLA runs it on another core meanwhile (benchmarks/README.md,
+  "Where the CPU time goes").
   """
   d_real, d_stats = _discriminate(d_def, d_params, d_stats, real[None])
   d_fake, d_stats = _discriminate(d_def, d_params, d_stats, fake[None])
@@ -274,26 +274,18 @@ def jitted_chunk(config: Config, length: int) -> StepFn:
   return jax.jit(chunk, donate_argnums=0)
 
 
-def default_loop() -> str:
-  """How `train` drives the iterations when not told: 'scan' everywhere.
-
-  On CPU, scanned chunks of steps beat a host loop over the jitted step,
-  whose per-call cost is mostly Python (flattening the state pytree);
-  `benchmarks/loops.py` measures both. The host loop stays available for
-  debugging.
-  """
-  return "scan"
-
-
 CropSource = Callable[[int, int], Crops]
 
 
 def drive(state, crops_of: CropSource, total: int, step: StepFn,
-          chunk_of: Callable[[int], StepFn], *, loop: str | None = None,
+          chunk_of: Callable[[int], StepFn], *, loop: str = "scan",
           chunk: int = 50, progress: ProgressFn | None = None):
   """Runs `total` iterations of a jitted step (or of its scanned chunks).
 
-  Shared by `train` and the batched trainer. Training continues from
+  Shared by `train` and the batched trainer. 'scan' is the default on
+  every backend: even on CPU a host loop's per-step cost is mostly Python
+  (flattening the state pytree), see `benchmarks/loops.py`; 'python' is
+  for debugging. Training continues from
   `state.step`. The crops of the next chunk are gathered on the host while
   the device runs the current one; metrics come back once per chunk, and
   `progress` sees their last values (averaged over any leading batch axis).
@@ -306,16 +298,15 @@ def drive(state, crops_of: CropSource, total: int, step: StepFn,
     total: iterations to run.
     step: the jitted step, (state, crops) -> (state, metrics).
     chunk_of: length -> a jitted `lax.scan` of that many steps.
-    loop: 'python' or 'scan'; None picks the backend's faster one.
+    loop: one of `LOOPS`.
     chunk: iterations between host syncs.
     progress: progress(done, total, last_metrics) after each chunk.
 
   Returns:
     The final state and the per-iteration metrics as numpy arrays.
   """
-  loop = loop or default_loop()
-  if loop not in ("python", "scan"):
-    raise ValueError(f"loop must be 'python' or 'scan', got {loop!r}")
+  if loop not in LOOPS:
+    raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
   lengths = [min(chunk, total - start) for start in range(0, total, chunk)]
   first = int(np.max(jax.device_get(state.step)))
   done, history = 0, []
@@ -341,7 +332,7 @@ def drive(state, crops_of: CropSource, total: int, step: StepFn,
 
 
 def train(state: GanState, data: TrainData, config: Config, *,
-          loop: str | None = None, chunk: int = 50,
+          loop: str = "scan", chunk: int = 50,
           progress: ProgressFn | None = None
           ) -> tuple[GanState, dict[str, np.ndarray]]:
   """Runs `config.max_iters` iterations and returns the loss history.
@@ -350,8 +341,8 @@ def train(state: GanState, data: TrainData, config: Config, *,
     state: from `init_state`.
     data: from `data.prepare` (host arrays; any image size).
     config: the run's settings.
-    loop: 'python' (a host loop over the jitted step) or 'scan' (chunks of
-      `chunk` iterations on device); None picks the backend's faster one.
+    loop: 'scan' (chunks of `chunk` iterations on device) or 'python' (a
+      host loop over the jitted step); see `drive`.
     chunk: iterations between host syncs (progress reports).
     progress: called as progress(done, total, last_metrics) after each chunk.
 

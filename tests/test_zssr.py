@@ -265,24 +265,24 @@ class SuperResolveTest(parameterized.TestCase):
     np.testing.assert_array_equal(first, again)
     self.assertGreater(float(np.abs(first - other).max()), 1e-4)
 
-  def test_scan_driver_matches_loop_driver(self):
+  def test_scan_loop_matches_python_loop(self):
     image = jnp.asarray(_smooth_image((24, 20, 3), seed=12))
     inputs = train.StageInputs(image, pairs.gradient_loss_map(image),
                                jnp.asarray(_gaussian_kernel()),
                                jax.random.key(13))
     states = {}
-    for driver in ("loop", "scan"):
+    for loop in ("python", "scan"):
       # Tests every other iteration: both static variants of the step run.
-      config = dataclasses.replace(_TINY, driver=driver, max_iters=8,
+      config = dataclasses.replace(_TINY, loop=loop, max_iters=8,
                                    run_test_every=2, lr_slope_range=6)
       params = network.init_params(jax.random.key(14), 3, 8, 3)
       state = train.train_stage(train.init_state(params, None, config),
                                 inputs, config=config, scale=2,
                                 noise_std=0.0)
-      states[driver] = state
-    self.assertEqual(int(states["loop"].step), 8)
+      states[loop] = state
+    self.assertEqual(int(states["python"].step), 8)
     self.assertEqual(int(states["scan"].step), 8)
-    for loop_p, scan_p in zip(states["loop"].params, states["scan"].params):
+    for loop_p, scan_p in zip(states["python"].params, states["scan"].params):
       np.testing.assert_allclose(np.asarray(loop_p), np.asarray(scan_p),
                                  atol=1e-5)
 
@@ -297,7 +297,7 @@ class SuperResolveTest(parameterized.TestCase):
                                  kernel, key)
       return train.init_state(params, None, config), inputs
 
-    iterate = lambda s, i: train.train_iteration(s, i, config=config,
+    iterate = lambda s, i: train.train_step(s, i, config=config,
                                                  scale=2, noise_std=0.0)
     keys = jax.random.split(jax.random.key(16), 2)
     states, inputs = jax.vmap(start)(images, keys)

@@ -8,8 +8,8 @@ divides it by its sum. There is no multiplicative noise for the prior.
 
 Training draws 50,000 kernels per 500 steps, so the generator works on a
 whole batch at once: the per-kernel helpers of `div2krk`
-(`anisotropic_gaussian`, `shift_center_of_mass`) cost 0.37 ms per kernel,
-30 minutes for the 5 million kernels of a training run, and
+(`anisotropic_gaussian`, `shift_center_of_mass`) would take far longer
+than the training itself for the millions of kernels of a run, and
 `tests/test_prior.py` checks that the batched path below equals them.
 """
 

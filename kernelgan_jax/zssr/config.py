@@ -32,11 +32,12 @@ class ZSSRConfig:
     real_noise_std: std of the noise added to LR sons in real mode, times
       `noise_scale`.
     loss_map_window: box size of the gradient-magnitude loss map.
-    chunk_size: iterations per jitted `lax.scan` of the scan driver (the
-      loop driver reads the stop flag back at every policy check).
-    driver: 'loop' (Python loop over a jitted step), 'scan' (`lax.scan`
-      over chunks) or 'auto' (loop on CPU, where XLA's while loops run
-      convolutions far slower, scan elsewhere).
+    chunk_size: iterations per jitted `lax.scan` with loop 'scan' (the
+      'python' loop reads the stop flag back at every policy check).
+    loop: how the host drives the iterations (`progress.LOOPS`): 'python' (a
+      host loop over a jitted step), 'scan' (`lax.scan` over chunks), or
+      None: 'python' on CPU, where XLA's while loops run convolutions far
+      slower, 'scan' elsewhere.
     matmul_precision: of convolutions and matrix products: 'highest' (full
       float32 on every backend, as the original), 'high' or 'default'.
   """
@@ -56,7 +57,7 @@ class ZSSRConfig:
   real_noise_std: float = 0.0125
   loss_map_window: int = 5
   chunk_size: int = 50
-  driver: str = "auto"
+  loop: str | None = None
   matmul_precision: str = "highest"
 
   @property
@@ -70,10 +71,7 @@ def fast_cpu_config() -> ZSSRConfig:
 
   Every other setting is the original's. A 64 crop is a quarter of the
   arithmetic of a 128 crop and still far wider than the network's 17-pixel
-  receptive field. Measured on a 2-core CPU shared with other jobs: about
-  36-42 ms per iteration (vs 100-220 ms with 128 crops, i.e. 5-11 minutes for
-  the original's 3000 iterations), 43 s for the 192x192 x2 example image
-  (tests/data/example_lr.png, true kernel), 28.4 dB Y-PSNR vs 26.1 dB for
-  bicubic interpolation.
+  receptive field; what it costs in PSNR is measured in benchmarks/README.md
+  (ZSSR, the `fast` and `paper` presets).
   """
   return ZSSRConfig(crop_size=64, max_iters=1000)

@@ -4,9 +4,10 @@ ZSSR (Shocher et al., CVPR 2018) trained as in KernelGAN's ZSSR stage
 (Bell-Kligler et al., NeurIPS 2019): per iteration, one HR-father crop, its
 LR son, a gradient-weighted L1 loss, one Adam step; every `run_test_every`
 iterations a reconstruction test of the whole input feeds the learning-rate
-policy (`policy.py`). `train_iteration` is pure (state in, state out), so it
-can be `jax.vmap`-ed over images; the drivers either loop over it in Python
-(fast on CPU) or `lax.scan` over chunks of it (one dispatch per chunk).
+policy (`policy.py`). `train_step` is pure (state in, state out), so it
+can be `jax.vmap`-ed over images; `train_stage` either loops over it in
+Python (loop 'python', fast on CPU) or `lax.scan`s over chunks of it
+('scan', one dispatch per chunk).
 """
 
 import functools
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kernelgan_jax.progress import ProgressFn
+from kernelgan_jax.progress import LOOPS, ProgressFn
 from kernelgan_jax.zssr import network
 from kernelgan_jax.zssr import pairs
 from kernelgan_jax.zssr import policy as policy_lib
@@ -102,7 +103,7 @@ def _adam_step(state: TrainState, inputs: StageInputs, key: jax.Array,
   return params, adam, loss
 
 
-def train_iteration(state: TrainState, inputs: StageInputs, *,
+def train_step(state: TrainState, inputs: StageInputs, *,
                     config: ZSSRConfig, scale: int, noise_std: float,
                     run_test: bool | None = None) -> TrainState:
   """One ZSSR iteration: Adam step, test every run_test_every, policy.
@@ -151,7 +152,7 @@ def _scan_iterations(state: TrainState, inputs: StageInputs, *,
   """`length` iterations in one `lax.scan`, no-ops once stopped."""
 
   def body(state, _):
-    active = lambda s: train_iteration(s, inputs, config=config, scale=scale,
+    active = lambda s: train_step(s, inputs, config=config, scale=scale,
                                        noise_std=noise_std)
     return jax.lax.cond(state.stopped, lambda s: s, active, state), None
 
@@ -159,24 +160,24 @@ def _scan_iterations(state: TrainState, inputs: StageInputs, *,
 
 
 _STATIC = ("config", "scale", "noise_std")
-train_step = jax.jit(train_iteration, static_argnames=_STATIC + ("run_test",),
+jitted_step = jax.jit(train_step, static_argnames=_STATIC + ("run_test",),
                      donate_argnums=0)
-train_chunk = jax.jit(_scan_iterations, static_argnames=_STATIC + ("length",),
+jitted_chunk = jax.jit(_scan_iterations, static_argnames=_STATIC + ("length",),
                       donate_argnums=0)
 
 
 def use_scan(config: ZSSRConfig) -> bool:
-  """Resolves config.driver; 'auto' scans except on CPU.
+  """Resolves `config.loop`; None scans except on CPU.
 
   XLA:CPU runs convolutions inside a while loop or a conditional far slower
-  than at top level: measured 1.2 s vs 42 ms per iteration (64 crops, 2
-  cores), hence a Python loop over a jitted, conditional-free step there.
+  than at top level (`benchmarks/results/zssr-*`), hence a Python loop over
+  a jitted, conditional-free step there.
   """
-  if config.driver == "auto":
-    return jax.default_backend() != "cpu"
-  if config.driver not in ("loop", "scan"):
-    raise ValueError(f"Unknown driver {config.driver!r}.")
-  return config.driver == "scan"
+  loop = config.loop or ("python" if jax.default_backend() == "cpu"
+                         else "scan")
+  if loop not in LOOPS:
+    raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
+  return loop == "scan"
 
 
 def train_stage(state: TrainState, inputs: StageInputs, *,
@@ -187,7 +188,7 @@ def train_stage(state: TrainState, inputs: StageInputs, *,
   Args:
     state: initial state of the scale (`init_state`).
     inputs: the scale's arrays.
-    config: settings (driver, chunk size, limits).
+    config: settings (loop, chunk size, limits).
     scale: integer scale factor.
     noise_std: son noise std.
     progress: optional callback(done, total, metrics), once per chunk.
@@ -200,13 +201,13 @@ def train_stage(state: TrainState, inputs: StageInputs, *,
   done = int(state.step)
   while not bool(state.stopped):
     if scan:
-      state = train_chunk(state, inputs, length=config.chunk_size, **static)
+      state = jitted_chunk(state, inputs, length=config.chunk_size, **static)
       done = int(state.step)
     else:
       # The state can only stop at a policy check or at max_iters, so the
       # host reads it back only there.
       while True:
-        state = train_step(state, inputs,
+        state = jitted_step(state, inputs,
                            run_test=done % config.run_test_every == 0,
                            **static)
         done += 1
