@@ -99,6 +99,15 @@ def _unit_sum(values: np.ndarray) -> np.ndarray:
   return values / total if total > 0 else np.zeros_like(values)
 
 
+def luma(image_hwc: Float[np.ndarray, "h w c"] | Float[Array, "h w c"]
+         ) -> Float[np.ndarray, "h w"] | Float[Array, "h w"]:
+  """BT.601 luma of the first three channels, numpy or JAX.
+
+  A JAX image gets float32 weights (64-bit JAX disabled).
+  """
+  return image_hwc[..., :3] @ LUMA_WEIGHTS
+
+
 def gradient_map(image_hwc: np.ndarray, window: int = 5,
                  percentile: float = 0.97) -> np.ndarray:
   """Where the image has texture, normalised to mean 1 (spec 2.2).
@@ -106,7 +115,7 @@ def gradient_map(image_hwc: np.ndarray, window: int = 5,
   Raises:
     ImageError: when the image has no gradients at all.
   """
-  gray = image_hwc @ LUMA_WEIGHTS
+  gray = luma(image_hwc)
   d_row, d_col = np.gradient(gray)
   magnitude = zero_frame(np.sqrt(d_row**2 + d_col**2), window)
   if not magnitude.any():

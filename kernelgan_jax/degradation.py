@@ -1,4 +1,4 @@
-"""Kernel degradation: correlate with a blur kernel, then subsample (JAX).
+"""Kernel degradation: correlate with a blur kernel, then subsample.
 
 This is the degradation model of KernelGAN and of the DIV2KRK benchmark:
 
@@ -9,12 +9,17 @@ the kernel tap at index (k // 2, k // 2) multiplies the pixel being computed,
 for odd and even kernel sizes alike. scipy's 'reflect' border mode repeats the
 edge pixel (d c b a | a b c d | d c b a), which is numpy's 'symmetric' pad.
 
-`downscale` computes only the kept output pixels with one strided
-`jax.lax.conv_general_dilated` call, so it is cheap, jit-able and vmap-able.
+`downscale` is the JAX version (jit-able, vmap-able, differentiable); with
+padding='valid' it is G's forward (no borders), as training runs it.
+`downscale_np` is the numpy/scipy version, in float64, for data sets and
+scores on the host.
 """
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
+import numpy as np
+from scipy import ndimage
 
 
 def _symmetric_pad_widths(kernel_size: int) -> tuple[int, int]:
@@ -30,13 +35,47 @@ def _symmetric_pad_widths(kernel_size: int) -> tuple[int, int]:
   return before, kernel_size - 1 - before
 
 
-def downscale(image_hwc: jax.Array, kernel_kk: jax.Array,
-              scale: int = 2) -> jax.Array:
+def _column_taps(size: int, width: int, out_width: int, stride: int
+                 ) -> np.ndarray:
+  """sel[b, x, j] = 1 where input column x is tap b of output column j."""
+  sel = np.zeros((size, width, out_width), np.float32)
+  for b in range(size):
+    sel[b, stride * np.arange(out_width) + b, np.arange(out_width)] = 1.0
+  return sel
+
+
+def _valid_banded(image_hwc: Float[Array, 'h w c'],
+                  kernel_kk: Float[Array, 'kh kw'],
+                  stride: int) -> Float[Array, 'h2 w2 c']:
+  """Valid correlation at every stride-th pixel, as one matrix product.
+
+  Each output row i gathers the kh input rows stride*i + a, and each kernel
+  row a becomes a banded (Toeplitz) [width, out_width] matrix. On XLA:CPU
+  this, with its gradient, is several times faster than a one-channel
+  strided `lax.conv` (0.1 ms per training iteration saved on 2 cores).
+  """
+  h, w, _ = image_hwc.shape
+  size_h, size_w = kernel_kk.shape
+  out_h, out_w = (h - size_h) // stride + 1, (w - size_w) // stride + 1
+  banded = jnp.einsum('ab,bxj->axj', kernel_kk,
+                      _column_taps(size_w, w, out_w, stride))
+  rows = image_hwc[stride * np.arange(out_h)[:, None] + np.arange(size_h)]
+  return jnp.einsum('iaxc,axj->ijc', rows, banded)
+
+
+def downscale(image_hwc: Float[Array, 'h w *c'],
+              kernel_kk: Float[Array, 'kh kw'], scale: int = 2,
+              padding: str = 'reflect') -> Float[Array, 'h2 w2 *c']:
   """Blurs every channel with `kernel_kk` and keeps every `scale`-th pixel.
 
-  Equals, per channel c,
+  With padding='reflect' (the degradation model) it equals, per channel c,
   `scipy.ndimage.correlate(image_hwc[..., c], kernel_kk, mode='reflect')`
-  `[::scale, ::scale]`, but only the kept pixels are computed.
+  `[::scale, ::scale]` (`downscale_np`), but only the kept pixels are
+  computed: one strided `lax.conv` at the highest precision, in the result
+  dtype of image and kernel. With padding='valid' it is G's forward through
+  its kernel (spec 7.1): no borders, output pixel (i, j) correlates the
+  window from (scale i, scale j), computed in the inputs' own dtype and
+  default precision by `_valid_banded`, which trains faster.
 
   Args:
     image_hwc: Image of shape (H, W, C) (a 2-D (H, W) image is also accepted
@@ -44,19 +83,26 @@ def downscale(image_hwc: jax.Array, kernel_kk: jax.Array,
     kernel_kk: Correlation kernel of shape (k, k), odd or even k (a
       rectangular (kh, kw) kernel also works). It is not normalised here.
     scale: Integer subsampling factor (static under jit).
+    padding: 'reflect' or 'valid' (static under jit).
 
   Returns:
-    Array of shape (ceil(H / scale), ceil(W / scale), C) (or 2-D for a 2-D
-    input) in the result dtype of image and kernel.
+    Array of shape (ceil(H / scale), ceil(W / scale), C) with 'reflect',
+    ((H - kh) // scale + 1, (W - kw) // scale + 1, C) with 'valid' (2-D for
+    a 2-D input).
   """
-  image_hwc = jnp.asarray(image_hwc)
-  kernel_kk = jnp.asarray(kernel_kk)
+  if padding == 'reflect':
+    image_hwc = jnp.asarray(image_hwc)
+    kernel_kk = jnp.asarray(kernel_kk)
+  elif padding != 'valid':
+    raise ValueError(f"padding must be 'reflect' or 'valid', got {padding!r}")
   if kernel_kk.ndim != 2:
     raise ValueError(f'kernel must be 2-D (k, k), got {kernel_kk.shape}')
   if image_hwc.ndim == 2:
-    return downscale(image_hwc[..., None], kernel_kk, scale)[..., 0]
+    return downscale(image_hwc[..., None], kernel_kk, scale, padding)[..., 0]
   if image_hwc.ndim != 3:
     raise ValueError(f'image must be (H, W, C), got {image_hwc.shape}')
+  if padding == 'valid':
+    return _valid_banded(image_hwc, kernel_kk, scale)
   dtype = jnp.result_type(image_hwc.dtype, kernel_kk.dtype)
   if not jnp.issubdtype(dtype, jnp.floating):
     dtype = jnp.float32
@@ -74,3 +120,46 @@ def downscale(image_hwc: jax.Array, kernel_kk: jax.Array,
       dimension_numbers=('NCHW', 'OIHW', 'NCHW'),
       precision=jax.lax.Precision.HIGHEST)
   return jnp.transpose(out_c1hw[:, 0], (1, 2, 0))
+
+
+def downscale_np(image_hwc: Float[np.ndarray, 'h w *c'],
+                 kernel_kk: Float[np.ndarray, 'kh kw'], scale: int = 2,
+                 fft: bool = False) -> Float[np.ndarray, 'h2 w2 *c']:
+  """`downscale` (padding='reflect') in numpy/scipy, in float64.
+
+  Args:
+    image_hwc: (H, W, C) or (H, W) image.
+    kernel_kk: (kh, kw) correlation kernel, origin at (kh // 2, kw // 2).
+    scale: Subsampling factor.
+    fft: Correlate by FFT (`scipy.signal.fftconvolve`) instead of per
+      channel with `scipy.ndimage.correlate`: faster for large images and
+      kernels, equal to about 1e-15 but not bit for bit.
+
+  Returns:
+    (ceil(H / scale), ceil(W / scale)[, C]) float64 array, unquantised and
+    unclipped.
+  """
+  image = np.asarray(image_hwc, np.float64)
+  kernel = np.asarray(kernel_kk, np.float64)
+  if fft:
+    return _fft_downscale(image, kernel, scale)
+  if image.ndim == 2:
+    return ndimage.correlate(image, kernel, mode='reflect')[::scale, ::scale]
+  channels = [downscale_np(image[..., c], kernel, scale)
+              for c in range(image.shape[-1])]
+  return np.stack(channels, axis=-1)
+
+
+def _fft_downscale(image: np.ndarray, kernel: np.ndarray,
+                   scale: int) -> np.ndarray:
+  """`downscale_np` of float64 arrays through one FFT convolution."""
+  gray = image.ndim == 2
+  if gray:
+    image = image[..., None]
+  pads = [_symmetric_pad_widths(k) for k in kernel.shape] + [(0, 0)]
+  padded = np.pad(image, pads, mode='symmetric')
+  flipped = kernel[::-1, ::-1, None]  # Correlation as a convolution.
+  from scipy import signal  # pylint: disable=g-import-not-at-top  # Slow.
+  blurred = signal.fftconvolve(padded, flipped, mode='valid', axes=(0, 1))
+  out = blurred[::scale, ::scale]
+  return out[..., 0] if gray else out

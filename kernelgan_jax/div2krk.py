@@ -11,7 +11,7 @@ for the KernelGAN paper, see `shared/spec/div2krk-protocol.md`:
   sum 1.
 * LR images: per channel `scipy.ndimage.correlate(hr, kernel,
   mode='reflect')[::sf, ::sf]` on the float [0, 1] HR image (cropped to a
-  multiple of the scale), quantised to 8 bits.
+  multiple of the scale), quantised to 8 bits (`degradation.downscale_np`).
 * x4 LR images: the x2 kernel applied twice (float in between), then
   quantised. The matching analytic x4 kernel is not computed here.
 
@@ -42,7 +42,7 @@ LR pipeline, so everything downstream is unchanged:
 Both are rendered anti-aliased (each tap is the exact integral over its
 pixel of the Gaussian-smoothed shape, the shape being sampled finely), with
 the centre of mass on `target_center_of_mass` (rendered there, then set
-exactly by `shift_center_of_mass`), clipped at 0 and normalised to sum 1.
+exactly by `kernel.shift_center_of_mass`), clipped at 0 and normalised to sum 1.
 Their support is kept inside the canvas minus its outer ring (mass there
 below 1e-4): the spline shift zeroes the taps on one side of the canvas, so
 a kernel touching the border would lose mass and miss its target. The
@@ -60,6 +60,9 @@ import numpy as np
 import scipy.io
 from scipy import ndimage
 from scipy import special
+
+from kernelgan_jax import degradation
+from kernelgan_jax import kernel as kernel_lib
 
 X2_SCALE = 2
 X2_KERNEL_SIZE = 11
@@ -84,19 +87,15 @@ SAMPLE_IMAGE_NAMES = (
 )
 
 
-def gaussian_mean(size: int, scale: int = X2_SCALE) -> float:
-  """Index of the Gaussian's mean on each axis: k // 2 + 0.5 (sf - k % 2)."""
-  return size // 2 + 0.5 * (scale - size % 2)
-
-
 def target_center_of_mass(size: int, scale: int = X2_SCALE) -> float:
   """The generator's centre of mass after its shift: k / 2 + 0.5 (sf - k % 2).
 
-  For k = 11, sf = 2 this is 6.0, half a pixel right/down of the Gaussian
-  mean (5.5) and of KernelGAN's own convention (k // 2 + 0.5); the public
-  generator does this, so it is kept. Score kernels shift-invariantly.
+  For k = 11, sf = 2 this is 6.0: KernelGAN's own convention
+  (`kernel.center_of_mass_target`, 5.5, where the generator puts the
+  Gaussian's mean) plus half a pixel for odd k. The public generator does
+  this, so it is kept. Score kernels shift-invariantly.
   """
-  return size / 2 + 0.5 * (scale - size % 2)
+  return kernel_lib.center_of_mass_target(size, scale) + 0.5 * (size % 2)
 
 
 def anisotropic_gaussian(size: int, lambda_1: float, lambda_2: float,
@@ -122,21 +121,6 @@ def anisotropic_gaussian(size: int, lambda_1: float, lambda_2: float,
   z = np.stack([cols - mean, rows - mean], axis=-1)
   quadratic = np.einsum('...i,ij,...j->...', z, inv_sigma, z)
   return np.exp(-0.5 * quadratic)
-
-
-def shift_center_of_mass(kernel_kk: np.ndarray,
-                         target: float) -> np.ndarray:
-  """Cubic-spline shift (zero outside) moving the centre of mass to target.
-
-  Args:
-    kernel_kk: (k, k) kernel.
-    target: Wanted centre-of-mass index on both axes.
-
-  Returns:
-    The shifted kernel, same shape, not renormalised.
-  """
-  current = np.array(ndimage.center_of_mass(kernel_kk))
-  return ndimage.shift(kernel_kk, target - current, order=3, mode='constant')
 
 
 def random_kernel_x2_with_params(
@@ -165,11 +149,11 @@ def random_kernel_x2_with_params(
   lambda_2 = min_var + rng.random() * (max_var - min_var)
   theta = rng.random() * np.pi
   noise = -NOISE_LEVEL + rng.random((size, size)) * 2 * NOISE_LEVEL
-  mean = gaussian_mean(size, scale)
+  mean = kernel_lib.center_of_mass_target(size, scale)
   raw = anisotropic_gaussian(size, lambda_1, lambda_2, theta, mean)
   raw = raw * (1.0 + noise)
   target = target_center_of_mass(size, scale)
-  centred = shift_center_of_mass(raw, target)
+  centred = kernel_lib.shift_center_of_mass(raw, target)
   kernel = centred / centred.sum()
   params = {
       'size': size, 'scale': scale, 'lambda_1': float(lambda_1),
@@ -235,9 +219,9 @@ def _centred_kernel(points_xy: np.ndarray, weights: np.ndarray,
 
   The points are first moved so their weighted mean is the target; pixel
   integration moves the rendered centre of mass by up to a few hundredths
-  of a pixel, which two re-renders remove; `shift_center_of_mass` then sets
-  it exactly (a tiny shift, so no visible spline ringing), and the
-  tiny negative taps the spline leaves are clipped.
+  of a pixel, which two re-renders remove; `kernel.shift_center_of_mass`
+  then sets it exactly (a tiny shift, so no visible spline ringing), and
+  the tiny negative taps the spline leaves are clipped.
   """
   target = target_center_of_mass(size, scale)
   points = points_xy - np.average(points_xy, axis=0, weights=weights)
@@ -247,7 +231,8 @@ def _centred_kernel(points_xy: np.ndarray, weights: np.ndarray,
     center_xy = np.array(ndimage.center_of_mass(raw))[::-1]
     points = points + (target - center_xy)
   raw = render_points(points, weights, sigma, size)
-  centred = np.maximum(shift_center_of_mass(raw / raw.sum(), target), 0.0)
+  centred = np.maximum(
+      kernel_lib.shift_center_of_mass(raw / raw.sum(), target), 0.0)
   return centred / centred.sum()
 
 
@@ -485,27 +470,6 @@ def center_crop(image_hwc: np.ndarray, size: int) -> np.ndarray:
   return image_hwc[top:top + new_h, left:left + new_w]
 
 
-def blur_subsample(image_hwc: np.ndarray, kernel_kk: np.ndarray,
-                   scale: int = X2_SCALE) -> np.ndarray:
-  """Float correlate (reflect) + subsample, per channel, in float64.
-
-  Args:
-    image_hwc: (H, W, C) or (H, W) image.
-    kernel_kk: (k, k) correlation kernel (origin k // 2).
-    scale: Subsampling factor.
-
-  Returns:
-    (ceil(H / scale), ceil(W / scale)[, C]) float64 array, unquantised.
-  """
-  image = np.asarray(image_hwc, np.float64)
-  kernel = np.asarray(kernel_kk, np.float64)
-  if image.ndim == 2:
-    return ndimage.correlate(image, kernel, mode='reflect')[::scale, ::scale]
-  channels = [blur_subsample(image[..., c], kernel, scale)
-              for c in range(image.shape[-1])]
-  return np.stack(channels, axis=-1)
-
-
 def quantize(image_01: np.ndarray) -> np.ndarray:
   """[0, 1] float -> uint8 with rounding and clipping."""
   return np.clip(np.round(np.asarray(image_01) * 255.0), 0, 255).astype(
@@ -530,7 +494,7 @@ def degrade_image(hr_01: np.ndarray, kernel: np.ndarray,
     raise ValueError(f'scale must be 2 or 4, got {scale}')
   image = crop_to_multiple(np.asarray(hr_01, np.float64), scale)
   for _ in range(scale // 2):
-    image = blur_subsample(image, kernel, X2_SCALE)
+    image = degradation.downscale_np(image, kernel, X2_SCALE)
   return quantize(image)
 
 

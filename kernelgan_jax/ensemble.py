@@ -19,7 +19,6 @@ import dataclasses
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
@@ -37,9 +36,8 @@ def pad_to(kernel: np.ndarray, size: int) -> np.ndarray:
 
 def recentre(kernel: np.ndarray) -> np.ndarray:
   """Shifts the centre of mass to its target, then normalises to sum 1."""
-  target = kernel_lib.center_of_mass_target(kernel.shape[0], SCALE)
-  shift = target - np.array(ndimage.center_of_mass(kernel))
-  shifted = ndimage.shift(kernel, shift, order=3, mode="constant")
+  shifted = kernel_lib.shift_center_of_mass(
+      kernel, kernel_lib.center_of_mass_target(kernel.shape[0], SCALE))
   return shifted / shifted.sum()
 
 

@@ -44,6 +44,7 @@ import optax
 from flax import nnx
 
 from kernelgan_jax import data as data_lib
+from kernelgan_jax import degradation
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
@@ -338,12 +339,12 @@ def downscale_crops(crops: Float[Array, "n g g c"], kernel: Float[Array, "k k"]
   """G's forward (spec 4.3): per-channel valid cross-correlation with the
   kernel, no flip, keeping [::2, ::2] from 0 (64 -> 27).
 
-  `kernel.downscale_with_kernel` on each crop: on CPU it and its gradient
-  run faster than the grouped strided `lax.conv` (`feature_group_count=3`)
-  that computes the same.
+  `degradation.downscale(..., padding='valid')` on each crop: on CPU it and
+  its gradient run faster than the grouped strided `lax.conv`
+  (`feature_group_count=3`) that computes the same.
   """
-  return jax.vmap(kernel_lib.downscale_with_kernel, in_axes=(0, None))(
-      crops, kernel)
+  return jax.vmap(lambda crop: degradation.downscale(
+      crop, kernel, padding="valid"))(crops)
 
 
 def _safe_norm(x: Array, axis: int) -> Array:

@@ -29,6 +29,11 @@ import numpy as np
 
 KernelFn = Callable[[np.ndarray], np.ndarray]
 
+# imresize(., 0.5) (cubic, antialiased) as 1-D taps: 0.5 * cubic(0.5 * d)
+# at HR offsets d = -3.5 .. 3.5 from the LR pixel's centre; LR pixel i
+# (0-based) reads HR pixels 2 i - 3 .. 2 i + 4 (away from the borders).
+BICUBIC_X2_TAPS = np.array([-3, -9, 29, 111, 111, 29, -9, -3]) / 256.0
+
 
 def cubic(x: np.ndarray) -> np.ndarray:
   """Keys cubic convolution kernel with a = -0.5 (MATLAB's 'cubic')."""

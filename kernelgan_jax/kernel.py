@@ -1,10 +1,12 @@
-"""The kernel G represents: folding, the fast exact G, post-processing.
+"""The kernel G represents: folding, post-processing, kernel geometry.
 
 G is linear, so its six convolutions compose into one 13x13 cross-correlation
 kernel k with G(x) = correlate_valid(x, k)[::2, ::2] (spec 7.1). Training
-runs G through that identity (`downscale_with_kernel`), which is exact and
-about 1/100 of the arithmetic of the layered forward. The post-processing
-and the analytic x4 kernel follow the original (spec 7.2 and 7.3).
+runs G through that identity (`degradation.downscale(..., padding='valid')`),
+which is exact and about 1/100 of the arithmetic of the layered forward. The
+post-processing and the analytic x4 kernel follow the original (spec 7.2 and
+7.3). The centre-of-mass target and the spline shift that every kernel of
+the package is aligned with live here too.
 """
 
 from typing import Sequence
@@ -101,35 +103,6 @@ def extract_kernel(conv_kernels: Sequence[Float[Array, "kh kw ci co"]]
   return folded[:, :, 0, 0]
 
 
-def _column_taps(size: int, width: int, out_width: int, stride: int
-                 ) -> np.ndarray:
-  """sel[b, x, j] = 1 where input column x is tap b of output column j."""
-  sel = np.zeros((size, width, out_width), np.float32)
-  for b in range(size):
-    sel[b, stride * np.arange(out_width) + b, np.arange(out_width)] = 1.0
-  return sel
-
-
-def downscale_with_kernel(image_hwc: Float[Array, "h w c"],
-                          kernel: Float[Array, "k k"],
-                          stride: int = 2) -> Float[Array, "h2 w2 c"]:
-  """G's forward through its kernel: valid correlation, every stride-th pixel.
-
-  Computed as one matrix product: each output row i gathers the k input
-  rows stride*i + a, and each kernel row a becomes a banded (Toeplitz)
-  [width, out_width] matrix. On XLA:CPU this, with its gradient, is several
-  times faster than a one-channel strided `lax.conv` (0.1 ms per iteration
-  saved on 2 cores); `tests/test_kernel.py` checks it equals the conv.
-  """
-  h, w, _ = image_hwc.shape
-  size = kernel.shape[0]
-  out_h, out_w = (h - size) // stride + 1, (w - size) // stride + 1
-  banded = jnp.einsum("ab,bxj->axj", kernel,
-                      _column_taps(size, w, out_w, stride))
-  rows = image_hwc[stride * np.arange(out_h)[:, None] + np.arange(size)]
-  return jnp.einsum("iaxc,axj->ijc", rows, banded)
-
-
 def soft_threshold(kernel: np.ndarray, n_filtering: int = 40) -> np.ndarray:
   """Spec 7.2 step 1: subtract 0.75 x the (n+1)-th largest value, clip at 0,
   renormalise. Keeps every entry above the threshold, shrunk by it.
@@ -146,15 +119,40 @@ def center_of_mass_target(size: int, scale: int) -> float:
   return size // 2 + 0.5 * (scale - size % 2)
 
 
+def shift_kernel(kernel: np.ndarray, shift_rc: np.ndarray,
+                 grow: bool = False) -> np.ndarray:
+  """Cubic-spline sub-pixel shift by (rows, cols) pixels, zeros outside.
+
+  Args:
+    kernel: (h, w) kernel; the result keeps its dtype.
+    shift_rc: (2,) shift in pixels.
+    grow: first zero-pad ceil(max |shift|) + 1 pixels on every side, so
+      that nothing is cut off.
+
+  Returns:
+    The shifted kernel, not renormalised.
+  """
+  if grow:
+    kernel = np.pad(kernel, int(np.ceil(np.max(np.abs(shift_rc)))) + 1)
+  return ndimage.shift(kernel, shift_rc, order=3, mode="constant")
+
+
+def shift_center_of_mass(kernel: np.ndarray, target: float,
+                         grow: bool = False) -> np.ndarray:
+  """`shift_kernel` moving the centre of mass to `target` on both axes.
+
+  The target is an index of `kernel`, before any growth.
+  """
+  current = np.array(ndimage.center_of_mass(kernel))
+  return shift_kernel(kernel, target - current, grow)
+
+
 def kernel_shift(kernel: np.ndarray, scale: int) -> np.ndarray:
   """Spec 7.2 step 2: pad, then spline-shift the centre of mass to its
   target (`center_of_mass_target`). No renormalisation, as the original.
   """
-  current = np.array(ndimage.center_of_mass(kernel))
-  shift = center_of_mass_target(kernel.shape[0], scale) - current
-  pad = int(np.ceil(np.max(np.abs(shift)))) + 1
-  padded = np.pad(kernel, pad, mode="constant")
-  return ndimage.shift(padded, shift, order=3, mode="constant", cval=0.0)
+  return shift_center_of_mass(
+      kernel, center_of_mass_target(kernel.shape[0], scale), grow=True)
 
 
 def post_process(raw_kernel: np.ndarray, n_filtering: int = 40

@@ -11,11 +11,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 import numpy as np
 
-from kernelgan_jax import kernel as kernel_lib
-
-# MATLAB's antialiased x2 bicubic filter: 0.5 * cubic(0.5 * d) at
-# d = +-0.5, 1.5, 2.5, 3.5 (spec 5.2).
-BICUBIC_TAPS_X2 = np.array([-3, -9, 29, 111, 111, 29, -9, -3]) / 256.0
+from kernelgan_jax import degradation
+from kernelgan_jax.imresize import BICUBIC_X2_TAPS
 
 
 def gan_loss(d_map: Float[Array, "h w"], is_real: bool) -> Float[Array, ""]:
@@ -27,13 +24,15 @@ def bicubic_target(g_input_hwc: Float[Array, "h w c"], out_size: int
                    ) -> Float[Array, "s s"]:
   """The bicubic x2 downscale of G's input, as the original computes it.
 
-  The 8x8 filter is applied without groups, so the result is the SUM over
-  colour channels of their bicubic downscales (spec 5.2, a kept quirk: the
-  schedule's 0.4 threshold was tuned against it). Padding 3, stride 2, then
+  The 8x8 filter (`imresize.BICUBIC_X2_TAPS`, spec 5.2) is applied without
+  groups, so the result is the SUM over colour channels of their bicubic
+  downscales (spec 5.2, a kept quirk: the schedule's 0.4 threshold was
+  tuned against it). Padding 3, stride 2, then
   centre-cropped to G's output size; only the kept centre is computed, with
-  `kernel.downscale_with_kernel` (on XLA:CPU much faster than the conv).
+  `degradation.downscale(..., padding='valid')` (on XLA:CPU much faster
+  than the conv).
   """
-  taps = np.outer(BICUBIC_TAPS_X2, BICUBIC_TAPS_X2).astype(np.float32)
+  taps = np.outer(BICUBIC_X2_TAPS, BICUBIC_X2_TAPS).astype(np.float32)
   pad, size = 3, taps.shape[0]
   full = (g_input_hwc.shape[0] + 2 * pad - size) // 2 + 1
   # Output row `shave` (the first kept) reads padded rows from 2 * shave on.
@@ -42,7 +41,8 @@ def bicubic_target(g_input_hwc: Float[Array, "h w c"], out_size: int
   summed = jnp.pad(jnp.sum(g_input_hwc, -1, keepdims=True),
                    [(pad, pad), (pad, pad), (0, 0)])
   window = lax.slice(summed, (start, start, 0), (start + span, start + span, 1))
-  return kernel_lib.downscale_with_kernel(window, jnp.asarray(taps))[..., 0]
+  return degradation.downscale(window, jnp.asarray(taps),
+                               padding="valid")[..., 0]
 
 
 def bicubic_loss(g_input_hwc: Float[Array, "h w c"],

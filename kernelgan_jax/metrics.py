@@ -2,8 +2,7 @@
 
 Conventions: kernels are correlation kernels in the `scipy.ndimage.correlate`
 convention (origin at index k // 2) used with reflecting borders and
-subsampling at rows/columns 0, sf, 2 sf, ... (see `degradation.downscale`
-and `div2krk.degrade_image`).
+subsampling at rows/columns 0, sf, 2 sf, ... (`degradation.downscale_np`).
 
 * `kernel_error`: shift-invariant distance between two kernels of any sizes.
   Both are normalised to sum 1, placed on a common zero canvas and
@@ -23,13 +22,12 @@ import math
 from typing import Optional
 
 import numpy as np
-from scipy import ndimage
 
+from kernelgan_jax import degradation
 from kernelgan_jax import div2krk
 from kernelgan_jax import kernel as kernel_lib
+from kernelgan_jax.imresize import BICUBIC_X2_TAPS
 
-# MATLAB imresize(., 0.5, 'bicubic') taps for HR offsets -3 .. +4 around 2 i.
-BICUBIC_X2_TAPS = np.array([-3, -9, 29, 111, 111, 29, -9, -3]) / 256.0
 MIN_CANVAS_SIZE = 33
 DEFAULT_BORDER = 8
 
@@ -70,8 +68,7 @@ def center_on_canvas(kernel: np.ndarray, canvas_size: int) -> np.ndarray:
   canvas = np.zeros((canvas_size, canvas_size))
   top, left = (canvas_size - height) // 2, (canvas_size - width) // 2
   canvas[top:top + height, left:left + width] = kernel
-  shift = canvas_size // 2 - np.array(ndimage.center_of_mass(canvas))
-  return ndimage.shift(canvas, shift, order=3, mode='constant')
+  return kernel_lib.shift_center_of_mass(canvas, canvas_size // 2)
 
 
 def kernel_error(estimate: np.ndarray, truth: np.ndarray,
@@ -106,34 +103,6 @@ def kernel_error(estimate: np.ndarray, truth: np.ndarray,
   return error
 
 
-def resynthesize(hr_01: np.ndarray, kernel: np.ndarray,
-                 scale: int = 2) -> np.ndarray:
-  """Correlates (reflecting borders) and subsamples, via FFT, in float64.
-
-  Equals `div2krk.blur_subsample` / `degradation.downscale` to ~1e-15.
-
-  Args:
-    hr_01: (H, W, C) or (H, W) float image.
-    kernel: (kh, kw) correlation kernel, origin at (kh // 2, kw // 2).
-    scale: Subsampling factor.
-
-  Returns:
-    (ceil(H / scale), ceil(W / scale)[, C]) float64 array (unclipped).
-  """
-  image = np.asarray(hr_01, np.float64)
-  kernel = np.asarray(kernel, np.float64)
-  gray = image.ndim == 2
-  if gray:
-    image = image[..., None]
-  pads = [(k // 2, k - 1 - k // 2) for k in kernel.shape] + [(0, 0)]
-  padded = np.pad(image, pads, mode='symmetric')
-  flipped = kernel[::-1, ::-1, None]  # Correlation as a convolution.
-  from scipy import signal  # pylint: disable=g-import-not-at-top  # Slow.
-  blurred = signal.fftconvolve(padded, flipped, mode='valid', axes=(0, 1))
-  out = blurred[::scale, ::scale]
-  return out[..., 0] if gray else out
-
-
 def psnr(reference_01: np.ndarray, test_01: np.ndarray,
          border: int = 0) -> float:
   """PSNR in dB with peak 1 over all pixels and channels, border shaved."""
@@ -154,16 +123,15 @@ def shift_grid(max_shift: float = 1.0, step: float = 0.5) -> np.ndarray:
 
 
 def shifted_kernel(kernel: np.ndarray, shift_rc: np.ndarray) -> np.ndarray:
-  """Zero-pads a kernel and cubic-spline shifts it by (rows, cols) pixels.
+  """`kernel.shift_kernel` (grown to fit) of the float64 kernel.
 
-  Padding is ceil(max |shift|) + 1 on every side, so nothing is cut off;
-  integer shifts are exact.
+  A zero shift only pads the kernel (by 1, as the growth would), leaving
+  its taps exact: the spline's identity is off by about 1e-16.
   """
-  pad = int(math.ceil(np.max(np.abs(shift_rc)))) + 1
-  padded = np.pad(np.asarray(kernel, np.float64), pad)
+  kernel = np.asarray(kernel, np.float64)
   if not np.any(shift_rc):
-    return padded
-  return ndimage.shift(padded, shift_rc, order=3, mode='constant')
+    return np.pad(kernel, 1)
+  return kernel_lib.shift_kernel(kernel, shift_rc, grow=True)
 
 
 def _crop_hr_to_lr(hr: np.ndarray, lr_shape: tuple[int, ...],
@@ -200,7 +168,8 @@ def resynthesis_psnrs(hr_01: np.ndarray, lr_01: np.ndarray,
   shifts = shift_grid(max_shift, shift_step)
   psnrs = []
   for shift_rc in shifts:
-    synthetic = resynthesize(hr, shifted_kernel(kernel, shift_rc), scale)
+    synthetic = degradation.downscale_np(
+        hr, shifted_kernel(kernel, shift_rc), scale, fft=True)
     psnrs.append(psnr(lr, np.clip(synthetic, 0.0, 1.0), border))
   return shifts, np.array(psnrs)
 
@@ -212,7 +181,8 @@ def _refined_psnr(hr: np.ndarray, lr: np.ndarray, kernel: np.ndarray,
 
   def negative_psnr(shift_rc: np.ndarray) -> float:
     shift_rc = np.clip(shift_rc, -max_shift, max_shift)
-    synthetic = resynthesize(hr, shifted_kernel(kernel, shift_rc), scale)
+    synthetic = degradation.downscale_np(
+        hr, shifted_kernel(kernel, shift_rc), scale, fft=True)
     return -psnr(lr, np.clip(synthetic, 0.0, 1.0), border)
 
   from scipy import optimize  # pylint: disable=g-import-not-at-top  # Slow.

@@ -46,6 +46,7 @@ import numpy as np
 from scipy import ndimage
 
 from kernelgan_jax import data as data_lib
+from kernelgan_jax import degradation
 from kernelgan_jax import images
 from kernelgan_jax import metrics
 
@@ -94,17 +95,20 @@ def warning(name: str, scores: dict[str, float]) -> Optional[str]:
           f'{WARN_ABOVE}); check it before relying on it')
 
 
-def luminance(image: np.ndarray) -> Float[np.ndarray, 'h w']:
-  """BT.601 luma of an image (uint or float, gray or RGB), float64."""
-  return images.as_float_rgb(image) @ data_lib.LUMA_WEIGHTS
-
-
 def _as_gray(image: np.ndarray) -> Float[np.ndarray, 'h w']:
-  """A 2-D float image as is, anything else through `luminance`."""
+  """A 2-D float image as is, anything else (uint or float, gray or RGB)
+  as its luma (`data.luma`), float64."""
   image = np.asarray(image)
   if image.ndim == 2 and np.issubdtype(image.dtype, np.floating):
     return image.astype(np.float64)
-  return luminance(image)
+  return data_lib.luma(images.as_float_rgb(image))
+
+
+def _downscaled(gray: Float[np.ndarray, 'h w'], kernel: np.ndarray,
+                scale: int) -> Float[np.ndarray, 'h2 w2']:
+  """The image degraded by the kernel normalised to sum 1."""
+  return degradation.downscale_np(
+      gray, np.asarray(kernel, np.float64) / np.sum(kernel), scale, fft=True)
 
 
 def edge_sharpness(gray: Float[np.ndarray, 'h w'],
@@ -154,8 +158,7 @@ def sharpness_mismatch(lr_image: np.ndarray, kernel: np.ndarray,
     The log ratio.
   """
   gray = _as_gray(lr_image)
-  down = metrics.resynthesize(gray, np.asarray(kernel, np.float64)
-                              / np.sum(kernel), scale)
+  down = _downscaled(gray, kernel, scale)
   return float(np.log(edge_sharpness(down) / edge_sharpness(gray)))
 
 
@@ -223,8 +226,7 @@ def spectral_mismatch(lr_image: np.ndarray, kernel: np.ndarray,
     (sectors,) log ratios.
   """
   gray = _as_gray(lr_image)
-  down = metrics.resynthesize(gray, np.asarray(kernel, np.float64)
-                              / np.sum(kernel), scale)
+  down = _downscaled(gray, kernel, scale)
   return np.log(band_power_ratios(down, sectors)
                 / band_power_ratios(gray, sectors))
 
@@ -328,8 +330,7 @@ def recurrence_error(lr_image: np.ndarray, kernel: np.ndarray,
     The relative mean nearest-neighbour distance, in [0, ~1.5].
   """
   gray = textured_crop(_as_gray(lr_image), crop)
-  down = metrics.resynthesize(gray, np.asarray(kernel, np.float64)
-                              / np.sum(kernel), scale)
+  down = _downscaled(gray, kernel, scale)
   if min(down.shape) < patch:
     raise ValueError(f'image {gray.shape} too small for {patch}px patches '
                      f'at x{scale}')

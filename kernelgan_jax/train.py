@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from kernelgan_jax import degradation
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import losses
 from kernelgan_jax import schedule as schedule_lib
@@ -153,7 +154,7 @@ def _noise_shape(config: Config) -> tuple[int, ...]:
 def _generator_loss(g_params, state, g_input, config, nets, mask):
   """L_G = L_adv + weighted regularisers (spec 5.4), with its parts."""
   kernel = nets.kernel_of(g_params)
-  fake = kernel_lib.downscale_with_kernel(g_input, kernel)
+  fake = degradation.downscale(g_input, kernel, padding="valid")
   d_fake, d_stats = _discriminate(nets.d_def, state.d_params, state.d_stats,
                                   fake[None])
   sched = state.schedule
@@ -226,7 +227,7 @@ def _train_step(state, crops, noise, config):
     g_params = prior_lib.project_latent(g_params)
 
   new_kernel = nets.kernel_of(g_params)
-  fake = kernel_lib.downscale_with_kernel(g_input, new_kernel)
+  fake = degradation.downscale(g_input, new_kernel, padding="valid")
   fake = lax.stop_gradient(fake) + config.fake_noise_std * noise.fake
   (d_loss, d_stats), d_grads = jax.value_and_grad(
       _discriminator_loss, has_aux=True)(

@@ -111,3 +111,77 @@ def test_gradient_wrt_kernel_is_linear_map():
   expected = np.array([[padded[r:r + 10:2, c:c + 10:2].sum()
                         for c in range(3)] for r in range(3)])
   np.testing.assert_allclose(grad, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize('kernel_size', [11, 12, 17])
+@pytest.mark.parametrize('fft', [False, True])
+def test_numpy_version_matches_scipy(kernel_size, fft):
+  rng = np.random.default_rng(kernel_size)
+  hr = rng.random((30, 26, 3))
+  kernel = rng.random((kernel_size, kernel_size))
+  expected = _scipy_downscale(hr, kernel, 2)
+  np.testing.assert_allclose(degradation.downscale_np(hr, kernel, fft=fft),
+                             expected, rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(
+      degradation.downscale_np(hr[..., 0], kernel, fft=fft),
+      expected[..., 0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('fft', [False, True])
+@pytest.mark.parametrize('kernel_shape', [(11, 11), (12, 12), (5, 8)])
+@pytest.mark.parametrize('scale', [2, 3])
+def test_numpy_and_jax_versions_agree(fft, kernel_shape, scale):
+  rng = np.random.default_rng(2)
+  hr = rng.random((18, 22, 3)).astype(np.float32)
+  kernel = rng.random(kernel_shape)
+  kernel /= kernel.sum()
+  expected = degradation.downscale_np(hr, kernel, scale, fft=fft)
+  assert expected.dtype == np.float64
+  np.testing.assert_allclose(
+      degradation.downscale(hr, kernel.astype(np.float32), scale), expected,
+      atol=1e-6)
+  np.testing.assert_allclose(
+      degradation.downscale(hr[..., 1], kernel.astype(np.float32), scale),
+      expected[..., 1], atol=1e-6)
+  with _x64():
+    np.testing.assert_allclose(
+        degradation.downscale(hr.astype(np.float64), kernel, scale),
+        expected,
+        rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('shape,kernel_shape,stride', [
+    ((64, 64, 3), (13, 13), 2), ((31, 40, 1), (13, 13), 2),
+    ((20, 17, 2), (5, 5), 3), ((9, 9, 1), (3, 3), 1),
+    ((20, 17, 2), (3, 6), 2)])
+def test_valid_equals_strided_conv(shape, kernel_shape, stride):
+  x = jax.random.normal(jax.random.key(0), shape)
+  k = jax.random.normal(jax.random.key(1), kernel_shape)
+
+  def by_conv(k):
+    y = jax.lax.conv_general_dilated(
+        jnp.moveaxis(x, -1, 0)[..., None], k[:, :, None, None],
+        (stride, stride), 'VALID',
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return jnp.moveaxis(y[..., 0], 0, -1)
+
+  def by_matmul(k):
+    return degradation.downscale(x, k, stride, padding='valid')
+
+  expected = by_conv(k)
+  assert by_matmul(k).shape == expected.shape
+  np.testing.assert_allclose(by_matmul(k), expected,
+                             atol=1e-5 * max(kernel_shape))
+  np.testing.assert_allclose(
+      degradation.downscale(x[..., 0], k, stride, padding='valid'),
+      expected[..., 0], atol=1e-5 * max(kernel_shape))
+  weights = jax.random.normal(jax.random.key(2), expected.shape)
+  grads = [jax.grad(lambda k, f=f: jnp.sum(f(k) * weights))(k)
+           for f in (by_conv, by_matmul)]
+  np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-4)
+
+
+def test_unknown_padding_raises():
+  with pytest.raises(ValueError, match='padding'):
+    degradation.downscale(np.zeros((8, 8, 1)), np.ones((3, 3)),
+                          padding='same')

@@ -9,7 +9,7 @@ from kernelgan_jax import imresize as imresize_lib
 from kernelgan_jax.imresize import imresize
 
 # Antialiased x0.5 bicubic taps (KernelGAN spec 11).
-_HALF_TAPS = np.array([-3, -9, 29, 111, 111, 29, -9, -3]) / 256.0
+_HALF_TAPS = imresize_lib.BICUBIC_X2_TAPS
 # Bicubic x2 taps for the two output phases.
 _DOUBLE_TAPS_EVEN = np.array([-3, 29, 111, -9]) / 128.0
 _DOUBLE_TAPS_ODD = np.array([-9, 111, 29, -3]) / 128.0

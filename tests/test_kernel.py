@@ -1,4 +1,4 @@
-"""Kernel folding, the fast exact G, post-processing and the x4 kernel."""
+"""Kernel folding, the fast exact G, post-processing, geometry, x4 kernel."""
 
 from flax import nnx
 import jax
@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage, signal
 
 from kernelgan_jax import config as config_lib
+from kernelgan_jax import degradation
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import models
 
@@ -56,32 +57,6 @@ def test_fast_fold_equals_the_delta_fold_values_and_gradients():
     np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.abs(a).max()))
 
 
-@pytest.mark.parametrize("shape,size,stride", [
-    ((64, 64, 3), 13, 2), ((31, 40, 1), 13, 2), ((20, 17, 2), 5, 3),
-    ((9, 9, 1), 3, 1)])
-def test_downscale_with_kernel_equals_strided_conv(shape, size, stride):
-  x = jax.random.normal(jax.random.key(0), shape)
-  k = jax.random.normal(jax.random.key(1), (size, size))
-
-  def by_conv(k):
-    y = jax.lax.conv_general_dilated(
-        jnp.moveaxis(x, -1, 0)[..., None], k[:, :, None, None],
-        (stride, stride), "VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return jnp.moveaxis(y[..., 0], 0, -1)
-
-  def by_matmul(k):
-    return kernel_lib.downscale_with_kernel(x, k, stride)
-
-  expected = by_conv(k)
-  assert by_matmul(k).shape == expected.shape
-  np.testing.assert_allclose(by_matmul(k), expected, atol=1e-5 * size)
-  weights = jax.random.normal(jax.random.key(2), expected.shape)
-  grads = [jax.grad(lambda k, f=f: jnp.sum(f(k) * weights))(k)
-           for f in (by_conv, by_matmul)]
-  np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-4)
-
-
 def test_fast_path_equals_layered_forward_values_and_gradients():
   g = _random_generator(SMALL, 3)
   graph, params = nnx.split(g)
@@ -93,11 +68,12 @@ def test_fast_path_equals_layered_forward_values_and_gradients():
 
   def fast(p):
     k = kernel_lib.extract_kernel(nnx.merge(graph, p).conv_kernels())
-    return jnp.sum((kernel_lib.downscale_with_kernel(x, k) - target) ** 2)
+    fake = degradation.downscale(x, k, padding="valid")
+    return jnp.sum((fake - target) ** 2)
 
-  np.testing.assert_allclose(g(x), kernel_lib.downscale_with_kernel(
-      x, kernel_lib.extract_kernel(g.conv_kernels())), rtol=1e-4,
-                             atol=1e-3)
+  np.testing.assert_allclose(g(x), degradation.downscale(
+      x, kernel_lib.extract_kernel(g.conv_kernels()), padding="valid"),
+                             rtol=1e-4, atol=1e-3)
   (v1, g1), (v2, g2) = (jax.value_and_grad(f)(params)
                         for f in (layered, fast))
   assert float(v1) == pytest.approx(float(v2), rel=1e-4)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kernelgan_jax import losses
+from kernelgan_jax.imresize import BICUBIC_X2_TAPS
 
 
 def test_boundary_mask_numbers_from_the_spec():
@@ -20,8 +21,8 @@ def test_boundary_mask_numbers_from_the_spec():
 
 
 def test_bicubic_taps_and_channel_summing_target():
-  taps = np.outer(losses.BICUBIC_TAPS_X2, losses.BICUBIC_TAPS_X2)
-  assert losses.BICUBIC_TAPS_X2.sum() == pytest.approx(1.0)
+  taps = np.outer(BICUBIC_X2_TAPS, BICUBIC_X2_TAPS)
+  assert BICUBIC_X2_TAPS.sum() == pytest.approx(1.0)
   assert taps[3, 3] == pytest.approx(0.18800354, abs=1e-8)
   gray = jax.random.uniform(jax.random.key(0), (64, 64, 1))
   target = losses.bicubic_target(jnp.repeat(gray, 3, -1), 26)
@@ -39,7 +40,7 @@ def test_bicubic_target_equals_the_originals_padded_conv(size, out_size):
   """The original: one conv over all channels, padding 3, stride 2, then
   the centre crop (spec 5.2)."""
   x = jax.random.uniform(jax.random.key(3), (size, size, 3))
-  taps = np.outer(losses.BICUBIC_TAPS_X2, losses.BICUBIC_TAPS_X2)
+  taps = np.outer(BICUBIC_X2_TAPS, BICUBIC_X2_TAPS)
   weight = jnp.broadcast_to(jnp.asarray(taps, jnp.float32)[:, :, None, None],
                             (8, 8, 3, 1))
   full = jax.lax.conv_general_dilated(

@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage
 
 from kernelgan_jax import div2krk
+from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import prior as prior_api
 from kernelgan_jax.prior import flow
 from kernelgan_jax.prior import kernels as kernels_lib
@@ -116,21 +117,21 @@ def test_parameter_counts_and_normalization_constants():
         constant, abs=1e-12)
 
 
-def test_batched_training_kernels_equal_the_div2krk_helpers():
+def test_batched_training_kernels_equal_the_per_kernel_helpers():
   rng = np.random.default_rng(0)
   lambdas = rng.uniform(0.35, 5.0, (40, 2))
   theta = rng.uniform(0, np.pi, 40)
   batched = kernels_lib.gaussian_kernels(lambdas[:, 0], lambdas[:, 1], theta)
   for kernel, (l1, l2), angle in zip(batched, lambdas, theta):
     raw = div2krk.anisotropic_gaussian(11, l1, l2, angle, 5.5)
-    expected = div2krk.shift_center_of_mass(raw, 4.5)
+    expected = kernel_lib.shift_center_of_mass(raw, 4.5)
     np.testing.assert_allclose(kernel, expected / expected.sum(), atol=1e-13)
   arbitrary = rng.random((20, 11, 11)) ** 3
   arbitrary[0] = np.eye(11)[3][:, None] * np.eye(11)[7]  # Integer shift.
   for target in (4.5, 0.2, 9.9, -0.7):
     np.testing.assert_allclose(
         kernels_lib.shift_centers_of_mass(arbitrary, target),
-        [div2krk.shift_center_of_mass(k, target) for k in arbitrary],
+        [kernel_lib.shift_center_of_mass(k, target) for k in arbitrary],
         atol=1e-13)
   com = np.array([ndimage.center_of_mass(k) for k in batched])
   # (k - sf) / 2, to within what the truncated spline shift leaves.

@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage
 from scipy import signal
 
+from kernelgan_jax import data as data_lib
 from kernelgan_jax.imresize import imresize
 from kernelgan_jax.zssr import network
 from kernelgan_jax.zssr import pairs
@@ -105,7 +106,7 @@ class PairsTest(parameterized.TestCase):
 
   def test_loss_map_matches_the_original(self):
     rgb = _smooth_image((24, 30, 3), seed=7)
-    gray = rgb @ np.array([0.299, 0.587, 0.114])
+    gray = data_lib.luma(rgb)
     loss_map = np.asarray(pairs.gradient_loss_map(jnp.asarray(rgb)))
     self.assertEqual(loss_map.shape, (24, 30, 1))
     np.testing.assert_allclose(loss_map[..., 0], _reference_loss_map(gray),

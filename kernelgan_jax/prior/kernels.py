@@ -7,10 +7,10 @@ centre of mass to (k - sf) / 2 with a cubic-spline shift (zero outside) and
 divides it by its sum. There is no multiplicative noise for the prior.
 
 Training draws 50,000 kernels per 500 steps, so the generator works on a
-whole batch at once: the per-kernel helpers of `div2krk`
-(`anisotropic_gaussian`, `shift_center_of_mass`) would take far longer
-than the training itself for the millions of kernels of a run, and
-`tests/test_prior.py` checks that the batched path below equals them.
+whole batch at once: the per-kernel helpers (`div2krk.anisotropic_gaussian`,
+`kernel.shift_center_of_mass`) would take far longer than the training
+itself for the millions of kernels of a run, and `tests/test_prior.py`
+checks that the batched path below equals them.
 """
 
 import numpy as np
@@ -18,6 +18,7 @@ from jaxtyping import Float
 from scipy import ndimage
 
 from kernelgan_jax import div2krk
+from kernelgan_jax import kernel as kernel_lib
 
 MIN_VARIANCE_PER_SCALE = div2krk.MIN_VARIANCE_PER_SCALE  # 0.175
 MAX_VARIANCE_PER_SCALE = div2krk.MAX_VARIANCE_PER_SCALE  # 2.5
@@ -40,10 +41,9 @@ def variance_range(scale: int) -> tuple[float, float]:
 def center_of_mass_target(size: int, scale: int) -> float:
   """FKP's centre of mass, (k - sf) / 2 per axis: 4.5 for 11 and x2.
 
-  FKP centres for `F.conv2d` (spec 3.1), half a pixel up-left of the mean
-  of its Gaussians (`div2krk.gaussian_mean`, 5.5) and one pixel up-left of
-  `kernel.center_of_mass_target` (KernelGAN's convention for
-  `ndimage.correlate`, 5.5 for 11).
+  FKP centres for `F.conv2d` (spec 3.1), one pixel up-left of the mean of
+  its Gaussians and of `kernel.center_of_mass_target` (KernelGAN's
+  convention for `ndimage.correlate`, 5.5 for 11).
   """
   return (size - scale) / 2
 
@@ -83,7 +83,7 @@ def _spline_shift_matrices(shifts: Float[np.ndarray, "b"], size: int
 
 def shift_centers_of_mass(kernels: Float[np.ndarray, "b k k"],
                           target: float) -> Float[np.ndarray, "b k k"]:
-  """`div2krk.shift_center_of_mass` of every kernel of a batch, at once.
+  """`kernel.shift_center_of_mass` of every kernel of a batch, at once.
 
   The cubic-spline shift is separable (a product of 1-D shifts along rows
   and columns), so each kernel becomes A_rows K A_cols^T.
@@ -120,7 +120,7 @@ def gaussian_kernels(lambda_1: Float[np.ndarray, "b"],
   inv_xx = cos**2 / lambda_1 + sin**2 / lambda_2
   inv_yy = sin**2 / lambda_1 + cos**2 / lambda_2
   inv_xy = cos * sin * (1 / lambda_1 - 1 / lambda_2)
-  mean = div2krk.gaussian_mean(size, scale)
+  mean = kernel_lib.center_of_mass_target(size, scale)
   rows, cols = np.meshgrid(np.arange(size) - mean, np.arange(size) - mean,
                            indexing="ij")
   quadratic = (inv_xx[:, None, None] * cols**2
@@ -170,7 +170,7 @@ def to_prior_grid(kernel: Float[np.ndarray, "n n"], size: int = 11,
 
   Normalises the kernel to sum 1, pads it onto a canvas, moves its centre
   of mass to the prior's target (`center_of_mass_target`, 4.5 for 11x11)
-  with `div2krk.shift_center_of_mass`, crops size x size, clamps at 0 and
+  with `kernel.shift_center_of_mass`, crops size x size, clamps at 0 and
   renormalises. Host-side (SciPy), not differentiable.
 
   Raises:
@@ -188,7 +188,7 @@ def to_prior_grid(kernel: Float[np.ndarray, "n n"], size: int = 11,
   canvas[start:start + kernel.shape[0], start:start + kernel.shape[0]] = (
       kernel / total)
   corner = (canvas_size - size) // 2
-  shifted = div2krk.shift_center_of_mass(
+  shifted = kernel_lib.shift_center_of_mass(
       canvas, corner + center_of_mass_target(size, scale))
   cropped = np.maximum(shifted[corner:corner + size, corner:corner + size],
                        0.0)

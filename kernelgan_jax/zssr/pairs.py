@@ -15,14 +15,12 @@ from kernelgan_jax import data as data_lib
 from kernelgan_jax import degradation
 from kernelgan_jax.imresize import imresize
 
-# ITU-R BT.601 luma weights, as the original's rgb2gray.
-_LUMA = jnp.asarray(data_lib.LUMA_WEIGHTS, jnp.float32)
-
 
 def to_gray(image_hwc: jax.Array) -> jax.Array:
-  """Luma of the first three channels, or the channel mean if C < 3."""
+  """Luma of the first three channels (`data.luma`, as the original's
+  rgb2gray), or the channel mean if C < 3."""
   if image_hwc.shape[-1] >= 3:
-    return image_hwc[..., :3] @ _LUMA
+    return data_lib.luma(image_hwc)
   return jnp.mean(image_hwc, axis=-1)
 
 
