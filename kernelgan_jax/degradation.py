@@ -52,7 +52,7 @@ def _valid_banded(image_hwc: Float[Array, 'h w c'],
   Each output row i gathers the kh input rows stride*i + a, and each kernel
   row a becomes a banded (Toeplitz) [width, out_width] matrix. On XLA:CPU
   this, with its gradient, is several times faster than a one-channel
-  strided `lax.conv` (0.1 ms per training iteration saved on 2 cores).
+  strided `lax.conv` (benchmarks/README.md, "Where the CPU time goes").
   """
   h, w, _ = image_hwc.shape
   size_h, size_w = kernel_kk.shape

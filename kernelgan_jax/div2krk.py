@@ -62,6 +62,7 @@ from scipy import ndimage
 from scipy import special
 
 from kernelgan_jax import degradation
+from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 
 X2_SCALE = 2
@@ -498,17 +499,6 @@ def degrade_image(hr_01: np.ndarray, kernel: np.ndarray,
   return quantize(image)
 
 
-def _as_rgb_01(image: np.ndarray) -> np.ndarray:
-  """uint8/bool gray, RGB or RGBA -> float32 RGB in [0, 1]."""
-  image = np.asarray(image)
-  if image.dtype == bool:
-    image = image.astype(np.uint8) * 255
-  image = image.astype(np.float32) / 255.0
-  if image.ndim == 2:
-    image = np.repeat(image[..., None], 3, axis=-1)
-  return image[..., :3]
-
-
 def sample_photographs(
     names: Optional[tuple[str, ...]] = None,
     hr_size: Optional[int] = None) -> dict[str, np.ndarray]:
@@ -533,7 +523,7 @@ def sample_photographs(
     ) from e
   photos = {}
   for name in names or SAMPLE_IMAGE_NAMES:
-    image = _as_rgb_01(getattr(skdata, name)())
+    image = images.as_float_rgb(getattr(skdata, name)()).astype(np.float32)
     photos[name] = center_crop(image, hr_size) if hr_size else image
   return photos
 
@@ -651,7 +641,7 @@ class Example:
 
 
 def _read_png_01(path: str) -> np.ndarray:
-  return iio.imread(path).astype(np.float32) / 255.0
+  return images.read_image(path).astype(np.float32)
 
 
 def read_manifest(set_dir: str) -> dict[str, Any]:

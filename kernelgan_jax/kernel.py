@@ -26,7 +26,8 @@ def fold_delta(conv_kernels: Sequence[Float[Array, "kh kw ci co"]]
 
   A 1x1 delta, zero-padded by k - 1, goes through every conv of G with
   stride 1 (`lax.conv`); the result, flipped, is k. `extract_kernel`
-  computes the same kernel about 7x faster and is what training uses.
+  computes the same kernel at a fraction of the cost and is what training
+  uses.
   """
   size = sum(w.shape[0] for w in conv_kernels) - len(conv_kernels) + 1
   x = jnp.pad(jnp.ones((1, 1, 1, 1)),
@@ -82,8 +83,8 @@ def extract_kernel(conv_kernels: Sequence[Float[Array, "kh kw ci co"]]
   this computes the same kernel from the other end (the fold transposed):
   the trailing 1x1 layers contract into one vector, then the spatial layers
   are composed as full convolutions, last to first. It is differentiable
-  and its value and gradient cost 0.18 ms against 1.3 ms for the delta fold
-  on 2 CPU cores (`benchmarks/fold_order.py`).
+  and its value and gradient cost a fraction of the delta fold's
+  (`benchmarks/fold_order.py`, benchmarks/README.md).
 
   Args:
     conv_kernels: G's HWIO kernels, first layer first; spatial ones first,
