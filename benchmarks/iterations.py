@@ -56,7 +56,7 @@ _OUT = flags.DEFINE_string("results_dir", "benchmarks/results",
 def run_with_readouts(lr: np.ndarray, config, seed: int, every: int
                       ) -> dict[int, np.ndarray]:
   """One run; the raw 13x13 kernel after every `every` iterations."""
-  data_key, init_key = estimate_lib.seed_keys(seed)
+  data_key, init_key = train.seed_keys(seed)
   data = data_lib.prepare(images.as_float_rgb(lr), config, data_key)
   state = train.init_state(init_key, config)
   step = train.jitted_step(config)

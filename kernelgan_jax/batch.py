@@ -36,7 +36,7 @@ from kernelgan_jax import images
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax.data import TrainData
-from kernelgan_jax.estimate import KernelEstimate
+from kernelgan_jax.kernel import KernelEstimate
 from kernelgan_jax.progress import ProgressFn
 from kernelgan_jax.train import GanState
 
@@ -69,7 +69,7 @@ def prepare_jobs(image: np.ndarray, config: Config, seeds: Sequence[int],
   Raises:
     ImageError: if the image is too small or constant.
   """
-  keys = [estimate_lib.seed_keys(seed) for seed in seeds]
+  keys = [train_lib.seed_keys(seed) for seed in seeds]
   runs = data_lib.prepare_seeds(images.as_float_rgb(image), config,
                                 [data_key for data_key, _ in keys])
   return [Job(image_index, seed, data, init_key)

@@ -22,7 +22,7 @@ import numpy as np
 
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
-from kernelgan_jax.estimate import KernelEstimate
+from kernelgan_jax.kernel import KernelEstimate
 
 METHODS = ("median", "mean", "medoid")
 SCALE = 2

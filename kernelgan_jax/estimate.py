@@ -5,11 +5,8 @@ GAN training (`train`), then the kernel G represents, post-processed
 (`kernel`). Bell-Kligler et al., NeurIPS 2019.
 """
 
-import dataclasses
 from typing import Optional
 
-import jax
-from jaxtyping import Float
 import numpy as np
 
 from kernelgan_jax import data as data_lib
@@ -17,6 +14,7 @@ from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config, validate
+from kernelgan_jax.kernel import KernelEstimate
 from kernelgan_jax.progress import ProgressFn
 
 
@@ -26,31 +24,6 @@ from kernelgan_jax.progress import ProgressFn
 # 'select': both of the last two, keeping the kernel `reliability.select`
 # trusts more.
 ESTIMATORS = ("kernelgan", "fkp", "fkp_lite", "select")
-
-
-@dataclasses.dataclass(frozen=True)
-class KernelEstimate:
-  """The result of one estimation.
-
-  Attributes:
-    kernel_x2: the post-processed x2 kernel (float32, typically 17x17), what
-      the original saves as `<name>_kernel_x2.mat`.
-    kernel_x4: the analytic x4 kernel built from it (float64, 2s-1 square).
-    raw_kernel: the 13x13 kernel folded out of the trained G.
-    history: per-iteration losses and the bicubic weight, numpy arrays.
-    seed: the seed of the run.
-  """
-  kernel_x2: Float[np.ndarray, "s s"]
-  kernel_x4: Float[np.ndarray, "t t"]
-  raw_kernel: Float[np.ndarray, "13 13"]
-  history: dict[str, np.ndarray]
-  seed: int
-
-
-def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
-  """(data key, init key) of a seed: the crops and noise, the weights."""
-  data_key, init_key = jax.random.split(jax.random.key(seed))
-  return data_key, init_key
 
 
 def estimate_from_raw(raw_kernel: np.ndarray, history: dict[str, np.ndarray],
@@ -120,7 +93,7 @@ def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
                         progress=progress, loop=loop)
         for candidate in reliability.SELECT_FROM])
   config = estimator_config(config, estimator)
-  data_key, init_key = seed_keys(seed)
+  data_key, init_key = train_lib.seed_keys(seed)
   data = data_lib.prepare(images.as_float_rgb(image), config, data_key)
   state = train_lib.init_state(init_key, config)
   state, history = train_lib.train(state, data, config, loop=loop,

@@ -45,13 +45,12 @@ from flax import nnx
 
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import degradation
-from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import models
 from kernelgan_jax import prior as prior_lib
 from kernelgan_jax.config import Config
-from kernelgan_jax.estimate import KernelEstimate
+from kernelgan_jax.kernel import KernelEstimate
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.progress import ProgressFn
 
@@ -562,10 +561,10 @@ def chunk_crops(data: FkpData, config: FkpConfig, start: int, length: int
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(data key, init key, GP key) of a seed.
 
-  The data and init keys are `estimate.seed_keys`'s; the GP epsilons use a
+  The data and init keys are `train.seed_keys`'s; the GP epsilons use a
   key folded out of the data key (the crops use two keys split from it).
   """
-  data_key, init_key = estimate_lib.seed_keys(seed)
+  data_key, init_key = train_lib.seed_keys(seed)
   return data_key, init_key, jax.random.fold_in(data_key, 1)
 
 

@@ -1,4 +1,5 @@
-"""The kernel G represents: folding, post-processing, kernel geometry.
+"""The kernel G represents: folding, post-processing, kernel geometry, and
+the `KernelEstimate` every estimator returns.
 
 G is linear, so its six convolutions compose into one 13x13 cross-correlation
 kernel k with G(x) = correlate_valid(x, k)[::2, ::2] (spec 7.1). Training
@@ -9,6 +10,7 @@ post-processing and the analytic x4 kernel follow the original (spec 7.2 and
 the package is aligned with live here too.
 """
 
+import dataclasses
 from typing import Sequence
 
 from jax import lax
@@ -195,3 +197,21 @@ def analytic_kernel_x4(kernel_x2: np.ndarray) -> np.ndarray:
   cropped = canvas[crop:-crop, crop:-crop]
   return cropped / cropped.sum()
 
+
+@dataclasses.dataclass(frozen=True)
+class KernelEstimate:
+  """The result of one estimation.
+
+  Attributes:
+    kernel_x2: the post-processed x2 kernel (float32, typically 17x17), what
+      the original saves as `<name>_kernel_x2.mat`.
+    kernel_x4: the analytic x4 kernel built from it (float64, 2s-1 square).
+    raw_kernel: the 13x13 kernel folded out of the trained G.
+    history: per-iteration losses and the bicubic weight, numpy arrays.
+    seed: the seed of the run.
+  """
+  kernel_x2: Float[np.ndarray, "s s"]
+  kernel_x4: Float[np.ndarray, "t t"]
+  raw_kernel: Float[np.ndarray, "13 13"]
+  history: dict[str, np.ndarray]
+  seed: int

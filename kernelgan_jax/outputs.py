@@ -18,7 +18,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from kernelgan_jax.config import Config
-from kernelgan_jax.estimate import KernelEstimate
+from kernelgan_jax.kernel import KernelEstimate
 
 
 def image_name(path: str) -> str:

@@ -91,6 +91,12 @@ def _initial_generator(key: jax.Array, config: Config) -> nnx.State | Array:
   return g_params
 
 
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """(data key, init key) of a seed: the crops and noise, the weights."""
+  data_key, init_key = jax.random.split(jax.random.key(seed))
+  return data_key, init_key
+
+
 def init_state(key: jax.Array, config: Config) -> GanState:
   """Fresh networks, optimisers and schedule from one key."""
   nets = networks(config)

@@ -14,7 +14,6 @@ import pytest
 from kernelgan_jax import batch
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data as data_lib
-from kernelgan_jax import estimate
 from kernelgan_jax import images as images_lib
 from kernelgan_jax import train
 
@@ -84,7 +83,7 @@ def test_jobs_use_estimate_kernel_keys_and_stack_their_own_crops(images):
 def test_batched_equals_single_image(trained, job_index):
   jobs, states, history = trained
   job = jobs[job_index]
-  _, init_key = estimate.seed_keys(job.seed)
+  _, init_key = train.seed_keys(job.seed)
   single, single_history = train.train(train.init_state(init_key, CONFIG),
                                        job.data, CONFIG)
   _assert_losses_agree({k: v[:, job_index] for k, v in history.items()},

@@ -7,7 +7,7 @@ from scipy import ndimage
 from kernelgan_jax import ensemble
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
-from kernelgan_jax.estimate import KernelEstimate
+from kernelgan_jax.kernel import KernelEstimate
 
 
 def gaussian(size, sigma_r, sigma_c, centre):

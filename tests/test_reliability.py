@@ -13,7 +13,7 @@ from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import metrics
 from kernelgan_jax import prior as prior_lib
 from kernelgan_jax import reliability
-from kernelgan_jax.estimate import KernelEstimate
+from kernelgan_jax.kernel import KernelEstimate
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), 'data')
 

@@ -14,7 +14,6 @@ import pytest
 
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data as data_lib
-from kernelgan_jax import estimate
 from kernelgan_jax import images
 from kernelgan_jax import train
 
@@ -36,7 +35,7 @@ def _images():
 def test_two_sizes_compile_once_and_reproduce_the_stored_kernels(golden):
   before = train.jitted_chunk(CONFIG, 50)._cache_size()
   for name, image in _images().items():
-    data_key, init_key = estimate.seed_keys(0)
+    data_key, init_key = train.seed_keys(0)
     data = data_lib.prepare(image, CONFIG, data_key)
     np.testing.assert_array_equal(data.g_corners, golden[f"{name}_g_corners"])
     np.testing.assert_array_equal(data.d_corners, golden[f"{name}_d_corners"])
