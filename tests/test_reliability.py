@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import div2krk
-from kernelgan_jax import estimate as estimate_lib
+from kernelgan_jax import images
 from kernelgan_jax import metrics
 from kernelgan_jax import prior as prior_lib
 from kernelgan_jax import reliability
@@ -75,7 +75,7 @@ def test_recurrence_error_is_deterministic_and_scale_free(example):
   first = reliability.recurrence_error(lr, kernel)
   assert reliability.recurrence_error(lr, kernel) == first
   # Contrast-normalised; 3 x the kernel is the same kernel.
-  gray = data_lib.luma(estimate_lib.as_float_rgb(lr))
+  gray = data_lib.luma(images.as_float_rgb(lr))
   np.testing.assert_allclose(
       reliability.recurrence_error(0.5 * gray, 3.0 * kernel), first,
       rtol=1e-4)
@@ -138,14 +138,14 @@ def test_flat_and_tiny_images():
 def test_image_formats_agree(example):
   lr, kernel = example
   as_float = lr / 255.0
-  gray = data_lib.luma(estimate_lib.as_float_rgb(lr))
+  gray = data_lib.luma(images.as_float_rgb(lr))
   assert gray.shape == lr.shape[:2] and gray.dtype == np.float64
   assert 0.0 <= gray.min() and gray.max() <= 1.0
   values = [reliability.sharpness_mismatch(image, kernel)
             for image in (lr, as_float, gray)]
   np.testing.assert_allclose(values, values[0], rtol=1e-4)
   gray_u8 = np.round(gray * 255).astype(np.uint8)
-  assert data_lib.luma(estimate_lib.as_float_rgb(gray_u8)).shape == gray.shape
+  assert data_lib.luma(images.as_float_rgb(gray_u8)).shape == gray.shape
 
 
 # ---------------------------------------------------------------- kernels
