@@ -90,7 +90,7 @@ def _prepare(row: Row, config: Config, seeds: Sequence[int], index: int,
   estimators (index, seed) pairs) and the image; ([], None) with the row
   marked as an error."""
   try:
-    image = images.read_image(row["path"])
+    image, row["image_info"] = images.read_image_info(row["path"])
     if estimator in PER_IMAGE:
       data_lib.check_size(images.as_float_rgb(image), config)
       return [(index, seed) for seed in seeds], image
@@ -119,7 +119,7 @@ def _write(row: Row, estimates, image: np.ndarray, config: Config,
   row."""
   estimate = ensemble.combine_estimates(estimates, method)
   trust = reliability.score(image, estimate)
-  extra = {"image": row["path"], "estimator": estimator,
+  extra = {"image": row["path"], **row["image_info"], "estimator": estimator,
            "reliability": trust, "seconds": round(seconds, 3),
            "batch_images": batch_images}
   if len(estimates) > 1:
@@ -257,6 +257,7 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
       write.result()
   for row in rows:
     row.pop("folder", None)
+    row.pop("image_info", None)
   return rows
 
 

@@ -187,3 +187,34 @@ def test_bad_inputs_fail_with_one_clear_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1, (args,
                                                            result.stderr)
   assert not out.exists()  # Nothing written by any failed run.
+
+
+def test_an_exif_rotated_photo_is_estimated_as_shown(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  photo = tmp_path / "phone.jpg"
+  exif = Image.Exif()
+  exif[0x0112] = 6  # Stored 100x120, shown 120x100.
+  Image.fromarray(iio.imread(EXAMPLE)[:100, :120]).save(photo, exif=exif,
+                                                        quality=95)
+  result = _run(f"--image={photo}", f"--output_dir={tmp_path}", "--iters=3",
+                "--config=smoke", "--sr", "--sr_config=fast", "--sr_iters=2",
+                "--quiet")
+  assert result.returncode == 0, result.stderr
+  log = json.loads((tmp_path / "phone" / "phone_log.json").read_text())
+  assert log["exif_orientation"] == 6
+  assert log["orientation_applied"] == "rotate 90 CW"
+  assert iio.imread(tmp_path / "phone" / "ZSSR_phone.png").shape == (240, 200,
+                                                                     3)
+
+
+def test_a_float_tiff_in_0_255_is_refused(tmp_path):
+  tiff = tmp_path / "scan.tif"
+  pixels = iio.imread(EXAMPLE)[:100, :120].astype(np.float32)
+  iio.imwrite(tiff, pixels)
+  result = _run(f"--image={tiff}", f"--output_dir={tmp_path}/out",
+                "--iters=3", "--config=smoke", "--quiet")
+  assert result.returncode == 1
+  assert result.stderr.startswith("kernelgan_jax: error: ")
+  assert f"values in [{pixels.min():g}, {pixels.max():g}]" in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert not (tmp_path / "out").exists()
