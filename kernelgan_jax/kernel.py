@@ -181,6 +181,49 @@ def centred_kernel(kernel: np.ndarray, scale: int = 2) -> np.ndarray:
   return kernel_shift(kernel / kernel.sum(), scale).astype(np.float32)
 
 
+def second_moments(weights: Float[np.ndarray, "h w"]
+                   ) -> tuple[Float[np.ndarray, "2"], Float[np.ndarray, "2 2"]]:
+  """The centre of mass (row, col) and the covariance (px^2, rows first)
+  of non-negative weights that sum to 1."""
+  rows, cols = np.indices(weights.shape, np.float64)
+  com = np.array(ndimage.center_of_mass(weights))
+  d_row, d_col = rows - com[0], cols - com[1]
+  covariance = np.array([
+      [np.sum(weights * d_row**2), np.sum(weights * d_row * d_col)],
+      [np.sum(weights * d_row * d_col), np.sum(weights * d_col**2)]])
+  return com, covariance
+
+
+def principal_axes(kernel: Float[np.ndarray, "h w"]
+                   ) -> tuple[float, float, float]:
+  """A kernel's spread along its principal axes, and their direction.
+
+  The kernel is clipped at 0 and normalised; its covariance about the
+  centre of mass (`second_moments`) gives the axes.
+
+  Args:
+    kernel: (h, w) kernel with a positive sum.
+
+  Returns:
+    (sigma_major, sigma_minor, angle_deg): the standard deviations along
+    the major and minor axes in pixels of the kernel's grid (the input
+    image's), and the major axis' angle in degrees in [0, 180),
+    counter-clockwise from the horizontal as the image is displayed (rows
+    grow downwards). The angle means little when the sigmas are close.
+  """
+  kernel = np.clip(np.asarray(kernel, np.float64), 0.0, None)
+  _, covariance = second_moments(kernel / kernel.sum())
+  small, large = np.linalg.eigvalsh(covariance)
+  (var_row, cov_rc), (_, var_col) = covariance
+  # Upwards on screen is minus a row, so the covariance of (x, y-up) has
+  # -cov_rc off the diagonal; its major axis is half the angle of
+  # (var_x - var_y, 2 cov_xy).
+  angle = 0.5 * np.degrees(np.arctan2(-2.0 * cov_rc, var_col - var_row))
+  angle %= 180.0
+  return (float(np.sqrt(max(large, 0.0))), float(np.sqrt(max(small, 0.0))),
+          float(angle) if angle < 180.0 else 0.0)  # -1e-17 % 180 is 180.
+
+
 def analytic_kernel_x4(kernel_x2: np.ndarray) -> np.ndarray:
   """The x4 kernel of two successive x2 downscalings with k2 (spec 7.3).
 

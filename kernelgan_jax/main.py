@@ -20,6 +20,7 @@ from absl import logging
 import jax
 
 from kernelgan_jax import config as config_lib
+from kernelgan_jax import outputs
 from kernelgan_jax import pipeline
 from kernelgan_jax.estimate import estimator_config
 from kernelgan_jax.progress import ProgressBar
@@ -138,6 +139,7 @@ def _run(config) -> None:
       seeds=range(_SEED.value, _SEED.value + _SEEDS.value),
       estimator=_ESTIMATOR.value, batch_size=_BATCH_SIZE.value,
       overwrite=_OVERWRITE.value, skip_done=not one, sr=_sr_settings(),
+      summary=not one,
       progress=None if _QUIET.value else (lambda: ProgressBar(sys.stderr)))
   if one:
     row = rows[0]
@@ -150,6 +152,9 @@ def _run(config) -> None:
       print(row["warning"], file=sys.stderr)
     return
   print(pipeline.format_table(rows))
+  root = _OUTPUT_DIR.value
+  print(f"a row per image: {os.path.join(root, outputs.SUMMARY)}; every "
+        f"kernel: {os.path.join(root, outputs.CONTACT_SHEET)}")
   failed = [r for r in rows if r["status"] == "error"]
   if failed:
     _fail(f"{len(failed)} of {len(rows)} images failed (see the table)")

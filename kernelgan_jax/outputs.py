@@ -3,11 +3,18 @@
 Outputs per image, in `<output_dir>/<name>/`: `<name>_kernel_x2.mat`
 (variable `Kernel`, as the original, so downstream SR code reads it), the
 same as `.npy`, the x4 kernel likewise when asked, `<name>_kernels.png` (a
-picture of the kernels) and `<name>_log.json` (settings and loss history).
-Files are written into a temporary folder first and moved into place only
-when all of them exist, so a failed run leaves nothing half written.
+picture of the kernels, `pictures.kernel_picture`) and `<name>_log.json`
+(settings and loss history). Files are written into a temporary folder
+first and moved into place only when all of them exist, so a failed run
+leaves nothing half written.
+
+A run over many images also writes, in `<output_dir>`, `summary.csv` (one
+row per input: `SUMMARY_COLUMNS`) and `kernels.png` (every x2 kernel at a
+glance, `pictures.contact_sheet`), each replacing the last atomically
+(`write_summary`).
 """
 
+import csv
 import dataclasses
 import json
 import os
@@ -17,8 +24,13 @@ import tempfile
 import imageio.v3 as iio
 import numpy as np
 
+from kernelgan_jax import pictures
+from kernelgan_jax import reliability
 from kernelgan_jax.config import Config
-from kernelgan_jax.kernel import KernelEstimate
+from kernelgan_jax.kernel import KernelEstimate, principal_axes
+
+SUMMARY = "summary.csv"
+CONTACT_SHEET = "kernels.png"
 
 
 def image_name(path: str) -> str:
@@ -59,21 +71,6 @@ def check_writable(output_dir: str, name: str, x4: bool,
   return folder
 
 
-def kernel_picture(kernels: list[np.ndarray], zoom: int = 12) -> np.ndarray:
-  """The kernels side by side as one RGB uint8 image, 'hot' colour map,
-  each normalised to its own maximum and enlarged `zoom` times.
-  """
-  height = max(k.shape[0] for k in kernels) * zoom
-  tiles = []
-  for k in kernels:
-    t = np.clip(np.asarray(k, np.float64) / max(float(k.max()), 1e-12), 0, 1)
-    rgb = np.stack([np.clip(3 * t - c, 0, 1) for c in range(3)], axis=-1)
-    tile = np.kron(rgb, np.ones((zoom, zoom, 1)))
-    pad = height - tile.shape[0]
-    tiles.append(np.pad(tile, ((pad // 2, pad - pad // 2), (0, zoom), (0, 0))))
-  return (255 * np.concatenate(tiles, axis=1)).round().astype(np.uint8)
-
-
 def _jsonable(history: dict[str, np.ndarray]) -> dict[str, list[float]]:
   return {k: np.asarray(v, np.float64).round(7).tolist()
           for k, v in history.items()}
@@ -107,7 +104,7 @@ def write_outputs(folder: str, name: str, estimate: KernelEstimate,
       scipy_io.savemat(base + ".mat", {"Kernel": k})
       np.save(base + ".npy", k)
     iio.imwrite(os.path.join(staging, f"{name}_kernels.png"),
-                kernel_picture(list(kernels.values())))
+                pictures.kernel_picture(kernels))
     log = dict(extra, seed=estimate.seed, config=dataclasses.asdict(config),
                raw_kernel=estimate.raw_kernel.tolist(),
                kernel_x2=estimate.kernel_x2.tolist(),
@@ -125,3 +122,114 @@ def write_outputs(folder: str, name: str, estimate: KernelEstimate,
     return written
   finally:
     shutil.rmtree(staging, ignore_errors=True)
+
+
+# `summary.csv`'s columns: the row, the x2 kernel's numbers, and the output
+# files by kind (`_FILE_COLUMNS`), relative to the output root.
+SUMMARY_COLUMNS = (
+    "name", "path", "status", "message", "seconds", "kernel_size",
+    "sigma_major", "sigma_minor", "angle_deg", "reliability", "unreliable",
+    "kernel_x2_mat", "kernel_x2_npy", "kernel_x4_mat", "kernel_x4_npy",
+    "picture", "log", "sr_image")
+_FILE_COLUMNS = {"_kernel_x2.mat": "kernel_x2_mat",
+                 "_kernel_x2.npy": "kernel_x2_npy",
+                 "_kernel_x4.mat": "kernel_x4_mat",
+                 "_kernel_x4.npy": "kernel_x4_npy",
+                 "_kernels.png": "picture", "_log.json": "log"}
+
+
+def _file_column(name: str, file_name: str) -> str:
+  if file_name == f"ZSSR_{name}.png":
+    return "sr_image"
+  return _FILE_COLUMNS[file_name[len(name):]]
+
+
+def _summary_record(output_dir: str, row: dict, x4: bool, sr: bool
+                    ) -> tuple[dict, np.ndarray | None, bool]:
+  """A row of `summary.csv`, the x2 kernel and whether it is doubtful.
+
+  An 'ok' or 'skipped' row's numbers come from its files: the kernel from
+  the .npy, the reliability from the log; 'seconds' stays blank for a
+  skipped image (no time spent on it in this run), and all stay blank
+  when the files cannot be read.
+  """
+  record = {c: "" for c in SUMMARY_COLUMNS}
+  record.update({k: row.get(k, "") for k in ("name", "path", "status",
+                                             "message")})
+  if row["status"] not in ("ok", "skipped"):
+    return record, None, False
+  name = row["name"]
+  folder = os.path.join(output_dir, name)
+  paths = row.get("written") or [
+      os.path.join(folder, f) for f in existing_outputs(output_dir, name, x4,
+                                                        sr)]
+  for path in paths:
+    record[_file_column(name, os.path.basename(path))] = os.path.relpath(
+        path, output_dir)
+  if row.get("seconds") is not None:
+    record["seconds"] = f"{row['seconds']:.3f}"
+  try:
+    kernel = np.load(os.path.join(folder, f"{name}_kernel_x2.npy"))
+    with open(os.path.join(folder, f"{name}_log.json")) as f:
+      trust = json.load(f).get("reliability", {})
+  except (OSError, ValueError):  # Damaged since: the numbers stay blank.
+    return record, None, False
+  major, minor, angle = principal_axes(kernel)
+  doubtful = bool(trust.get("unreliable", False))
+  record.update(kernel_size=kernel.shape[0], sigma_major=f"{major:.4f}",
+                sigma_minor=f"{minor:.4f}", angle_deg=f"{angle:.2f}",
+                unreliable=str(doubtful).lower())
+  if reliability.HEADLINE in trust:
+    record["reliability"] = f"{trust[reliability.HEADLINE]:.4f}"
+  return record, kernel, doubtful
+
+
+def _replace_atomically(path: str, write) -> None:
+  """Calls write(temporary path) in `path`'s folder, then moves the file to
+  `path`, so that readers see the old file or the new, never a part."""
+  handle, temporary = tempfile.mkstemp(
+      prefix=f".{os.path.basename(path)}.", suffix=os.path.splitext(path)[1],
+      dir=os.path.dirname(path) or ".")
+  os.close(handle)
+  try:
+    write(temporary)
+    os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+
+
+def write_summary(output_dir: str, rows: list[dict], x4: bool,
+                  sr: bool = False) -> list[str]:
+  """Writes a run's manifest and contact sheet into `output_dir`.
+
+  Args:
+    output_dir: the output root (created if needed).
+    rows: `pipeline.estimate_files`' rows, one per input.
+    x4: whether the run writes x4 kernels (which files a skipped image has).
+    sr: whether it writes ZSSR images.
+
+  Returns:
+    The paths of `SUMMARY` (one row per input, `SUMMARY_COLUMNS`) and
+    `CONTACT_SHEET` (the x2 kernels of the 'ok' and 'skipped' images).
+  """
+  records, entries = [], []
+  for row in rows:
+    record, kernel, doubtful = _summary_record(output_dir, row, x4, sr)
+    records.append(record)
+    if kernel is not None:
+      entries.append((row["name"], kernel, doubtful))
+  os.makedirs(output_dir, exist_ok=True)
+  summary = os.path.join(output_dir, SUMMARY)
+  sheet = os.path.join(output_dir, CONTACT_SHEET)
+
+  def write_csv(path):
+    with open(path, "w", newline="") as f:
+      writer = csv.DictWriter(f, SUMMARY_COLUMNS, lineterminator="\n")
+      writer.writeheader()
+      writer.writerows(records)
+
+  _replace_atomically(summary, write_csv)
+  _replace_atomically(sheet, lambda path: iio.imwrite(
+      path, pictures.contact_sheet(entries)))
+  return [summary, sheet]

@@ -166,7 +166,8 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
                    sr: Optional[SuperResolution] = None,
                    progress: Optional[Callable[[], Optional[ProgressFn]]]
                    = None, method: str = "median",
-                   strategy: Optional[str] = None) -> list[Row]:
+                   strategy: Optional[str] = None,
+                   summary: bool = True) -> list[Row]:
   """Estimates the kernels of image files and writes their outputs.
 
   Images are read and prepared in input order by a pool of threads, up to
@@ -196,6 +197,8 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
     method: how several seeds' kernels are combined (`ensemble.combine`).
     strategy: 'vmap' or 'sequential'; None picks the backend's faster one
       (`batch.default_strategy`).
+    summary: also write `<output_dir>/summary.csv` (a row per path) and
+      the contact sheet `kernels.png` (`outputs.write_summary`).
 
   Returns:
     One row per path, in input order: name, path, status ('ok',
@@ -258,6 +261,8 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
   for row in rows:
     row.pop("folder", None)
     row.pop("image_info", None)
+  if summary:
+    outputs.write_summary(output_dir, rows, config.x4, sr is not None)
   return rows
 
 

@@ -48,6 +48,7 @@ from scipy import ndimage
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import degradation
 from kernelgan_jax import images
+from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
 
 SCALE = 2
@@ -443,13 +444,10 @@ def kernel_moments(kernel: np.ndarray, far_radius: float = FAR_RADIUS
   """
   kernel = np.clip(np.asarray(kernel, np.float64), 0.0, None)
   kernel = kernel / kernel.sum()
-  rows, cols = np.indices(kernel.shape, np.float64)
-  com = np.array(ndimage.center_of_mass(kernel))
-  d_row, d_col = rows - com[0], cols - com[1]
-  covariance = np.array([
-      [np.sum(kernel * d_row**2), np.sum(kernel * d_row * d_col)],
-      [np.sum(kernel * d_row * d_col), np.sum(kernel * d_col**2)]])
+  com, covariance = kernel_lib.second_moments(kernel)
   small, large = np.linalg.eigvalsh(covariance)
+  rows, cols = np.indices(kernel.shape, np.float64)
+  d_row, d_col = rows - com[0], cols - com[1]
   return {'variance': float((small + large) / 2),
           'anisotropy': float(np.sqrt((max(large, 0.0) + 1e-12)
                                       / (max(small, 0.0) + 1e-12))),

@@ -9,6 +9,7 @@ from scipy import ndimage, signal
 
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import degradation
+from kernelgan_jax import div2krk
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import models
 
@@ -121,3 +122,23 @@ def test_post_process_and_analytic_x4():
                              atol=0.05)
   assert kernel_lib.center_of_mass_target(13, 2) == 6.5
   assert kernel_lib.center_of_mass_target(33, 4) == 17.5
+
+
+@pytest.mark.parametrize("theta", [0.0, 0.5, 1.2, -0.7, np.pi / 2])
+def test_principal_axes_of_an_anisotropic_gaussian(theta):
+  # Variances 9 and 2.25 (sigmas 3 and 1.5) at theta in DIV2KRK's
+  # (x = column, y = row) frame; rows grow downwards, so the angle as
+  # displayed, counter-clockwise, is -theta. Off-centre, and not normalised.
+  gaussian = 5 * div2krk.anisotropic_gaussian(41, 9.0, 2.25, theta, 19.6)
+  major, minor, angle = kernel_lib.principal_axes(gaussian)
+  np.testing.assert_allclose([major, minor], [3.0, 1.5], rtol=1e-6)
+  assert 0.0 <= angle < 180.0
+  np.testing.assert_allclose(
+      (angle - np.degrees(-theta) + 90) % 180 - 90, 0.0, atol=1e-6)
+  up_right = np.eye(7)[::-1]  # A line from bottom left to top right.
+  major, minor, angle = kernel_lib.principal_axes(up_right)
+  assert (minor, angle) == pytest.approx((0.0, 45.0))
+  assert major == pytest.approx(np.sqrt(2 * 4))  # Var of 0..6 is 4 per axis.
+  delta = np.zeros((5, 5))
+  delta[2, 3] = 1.0
+  assert kernel_lib.principal_axes(delta)[:2] == (0.0, 0.0)

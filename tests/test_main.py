@@ -40,6 +40,7 @@ def test_end_to_end_writes_every_output(tmp_path):
       "example_lr_kernel_x2.mat", "example_lr_kernel_x2.npy",
       "example_lr_kernel_x4.mat", "example_lr_kernel_x4.npy",
       "example_lr_kernels.png", "example_lr_log.json"])
+  assert sorted(os.listdir(tmp_path)) == ["example_lr"]  # No manifest.
   again = _run(f"--image={EXAMPLE}", f"--output_dir={tmp_path}", "--iters=1")
   assert again.returncode == 1
   assert "--overwrite" in again.stderr
@@ -109,6 +110,11 @@ def test_many_images_skip_bad_files_and_finished_ones(tmp_path):
   assert "broken" in first.stdout and "1 failed" in first.stdout
   for name in ("a", "b"):  # ... every other image got its kernel.
     assert (out / name / f"{name}_kernel_x2.mat").exists()
+  assert f"{out / 'summary.csv'}" in first.stdout
+  summary = (out / "summary.csv").read_text().splitlines()
+  assert summary[0].startswith("name,path,status,message,seconds,")
+  assert [line.split(",")[2] for line in summary[1:]] == ["ok", "ok", "error"]
+  assert iio.imread(out / "kernels.png").shape[2] == 3
   (photos / "broken.png").unlink()
   again = _run(*args)
   assert again.returncode == 0, again.stderr

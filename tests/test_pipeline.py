@@ -1,6 +1,7 @@
 """Files to output folders: per-image outputs as the CLI writes them, bad files
 skipped and reported, restarts skip finished images."""
 
+import csv
 import json
 import os
 
@@ -53,7 +54,8 @@ def test_good_images_get_outputs_and_bad_ones_are_reported(first_run):
       ("square", "ok")]
   assert "cannot read" in rows[1]["message"]
   assert "40x40" in rows[2]["message"]
-  assert sorted(os.listdir(out)) == ["square", "wide"]
+  assert sorted(os.listdir(out)) == ["kernels.png", "square", "summary.csv",
+                                     "wide"]
   for name in ("square", "wide"):
     assert sorted(os.listdir(os.path.join(out, name))) == sorted(
         outputs.output_files(name, x4=False))
@@ -74,9 +76,54 @@ def test_saved_kernel_is_the_ensemble_of_the_logged_seeds(first_run):
   assert saved.sum() == pytest.approx(1.0, abs=1e-5)
 
 
+def _summary(out):
+  with open(os.path.join(out, "summary.csv"), newline="") as f:
+    reader = csv.DictReader(f)
+    return reader.fieldnames, list(reader)
+
+
+def test_summary_has_a_row_per_input_and_a_contact_sheet(first_run, inputs):
+  out, rows = first_run
+  columns, records = _summary(out)
+  assert columns == [
+      "name", "path", "status", "message", "seconds", "kernel_size",
+      "sigma_major", "sigma_minor", "angle_deg", "reliability", "unreliable",
+      "kernel_x2_mat", "kernel_x2_npy", "kernel_x4_mat", "kernel_x4_npy",
+      "picture", "log", "sr_image"]
+  assert [(r["name"], r["path"], r["status"]) for r in records] == [
+      (r["name"], path, r["status"]) for r, path in zip(rows, inputs)]
+  broken = records[1]
+  assert "cannot read" in broken["message"] and broken["kernel_size"] == ""
+  assert broken["kernel_x2_mat"] == ""
+  for record, row in zip(records, rows):
+    if row["status"] != "ok":
+      continue
+    name = record["name"]
+    kernel = np.load(os.path.join(out, record["kernel_x2_npy"]))
+    assert int(record["kernel_size"]) == kernel.shape[0]
+    assert float(record["sigma_major"]) >= float(record["sigma_minor"]) > 0
+    assert 0 <= float(record["angle_deg"]) < 180
+    assert float(record["reliability"]) == pytest.approx(row["reliability"],
+                                                         abs=1e-4)
+    assert float(record["seconds"]) == pytest.approx(row["seconds"], abs=1e-3)
+    assert record["unreliable"] in ("true", "false")
+    assert record["kernel_x2_mat"] == os.path.join(name,
+                                                   f"{name}_kernel_x2.mat")
+    assert record["picture"] == os.path.join(name, f"{name}_kernels.png")
+    assert record["kernel_x4_npy"] == record["sr_image"] == ""
+    # The picture is labelled: taller than the bare 12x enlarged kernel.
+    picture = iio.imread(os.path.join(out, record["picture"]))
+    assert picture.dtype == np.uint8 and picture.shape[2] == 3
+    assert picture.shape[0] > 12 * kernel.shape[0] + 60
+  sheet = iio.imread(os.path.join(out, "kernels.png"))
+  assert sheet.dtype == np.uint8 and sheet.ndim == 3 and sheet.shape[2] == 3
+  assert not [f for f in os.listdir(out) if f.startswith(".")]
+
+
 def test_restart_skips_finished_images_and_refuses_partial_ones(
     first_run, inputs):
   out, _ = first_run
+  _, before = _summary(out)
   os.remove(os.path.join(out, "square", "square_kernels.png"))
   rows = pipeline.estimate_files(inputs, out, CONFIG, batch_size=2,
                                 seeds=SEEDS)
@@ -84,6 +131,13 @@ def test_restart_skips_finished_images_and_refuses_partial_ones(
   assert statuses == {"wide": "skipped", "broken": "error",
                       "tiny": "error", "square": "error"}
   assert "--overwrite" in rows[3]["message"]
+  # The manifest is complete again: a skipped image's numbers and files
+  # come from its folder; only this run's seconds are blank.
+  _, after = _summary(out)
+  assert [r["status"] for r in after] == [r["status"] for r in rows]
+  assert {**before[0], "status": "skipped", "message": "outputs exist",
+          "seconds": ""} == after[0]
+  assert after[3]["kernel_size"] == after[3]["picture"] == ""
 
 
 def test_duplicate_names_and_bad_arguments(tmp_path, inputs):
