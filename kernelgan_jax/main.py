@@ -6,13 +6,17 @@ r"""Command line: estimate the SR kernels of one image or of many.
 Writes `<output_dir>/<name>/<name>_kernel_x2.mat` (variable `Kernel`) and
 `.npy`, the x4 kernel with --x4, a PNG picture, a JSON log, and with --sr
 the ZSSR super-resolution `ZSSR_<name>.png`. Bad input ends with one line on
-stderr and exit status 1.
+stderr and exit status 1; Ctrl-C leaves no partial folder and exits 130.
 """
 
 import dataclasses
 import glob
+import importlib.metadata
 import os
+import re
 import sys
+import textwrap
+import traceback
 
 from absl import app
 from absl import flags
@@ -65,7 +69,12 @@ _CONFIG = flags.DEFINE_string(
     "what they are given.")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace existing outputs instead of failing.")
-_QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
+_QUIET = flags.DEFINE_bool(
+    "quiet", False, "Print nothing but errors (no progress, summary or "
+    "warnings).")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "On an unexpected error, show its full traceback.")
+_VERSION = flags.DEFINE_bool("version", False, "Print the version and exit.")
 _CACHE_DIR = flags.DEFINE_string(
     "compile_cache", os.path.join("~", ".cache", "kernelgan_jax", "xla"),
     "Folder of JAX's persistent compilation cache, so later runs skip "
@@ -84,6 +93,65 @@ _NOISE_SCALE = flags.DEFINE_float(
     "noise_scale", 1.0, "With --real --sr: scales ZSSR's noise on its LR "
     "training inputs.", lower_bound=0.0)
 
+# --help shows these, by purpose; absl's --helpfull lists every module's.
+HELP_GROUPS = {
+    "Input": (_IMAGE, _IMAGES, _INPUT_DIR, _REAL),
+    "Estimation": (_CONFIG, _ESTIMATOR, _PRIOR, _ITERS, _SEED, _SEEDS, _X4),
+    "Output": (_OUTPUT_DIR, _OVERWRITE),
+    "Super-resolution": (_SR, _SR_CONFIG, _SR_ITERS, _NOISE_SCALE),
+    "Run": (_BATCH_SIZE, _CACHE_DIR, _QUIET, _VERBOSE, _VERSION),
+}
+_METAVARS = {"image": "FILE", "images": "PATTERN", "input_dir": "FOLDER",
+             "output_dir": "FOLDER", "prior": "FILE", "config": "NAME|FILE",
+             "compile_cache": "FOLDER"}
+
+
+def _flag_help(holder: flags.FlagHolder) -> str:
+  """One flag's entry: its name, value and help, wrapped."""
+  flag = flags.FLAGS[holder.name]
+  text, choices = flag.help, getattr(flag.parser, "enum_values", None)
+  if flag.flag_type() == "bool":
+    name = f"--{flag.name}"
+  else:
+    metavar = _METAVARS.get(flag.name) or (
+        "|".join(choices) if choices else
+        {"int": "N", "float": "X"}.get(flag.flag_type(), "VALUE"))
+    name = f"--{flag.name}={metavar}"
+  if choices:  # absl put them before the help too.
+    text = text.removeprefix(f"<{'|'.join(choices)}>: ")
+  if flag.default is not None and flag.default is not False and (
+      flag.default != ""):
+    text += f" (default: {flag.default})"
+  indent = " " * 28
+  if len(name) > 25:  # The help starts on the next line.
+    return f"  {name}\n" + textwrap.fill(text, 79, initial_indent=indent,
+                                         subsequent_indent=indent)
+  return textwrap.fill(text, 79, initial_indent=f"  {name:<26}",
+                       subsequent_indent=indent)
+
+
+def help_text() -> str:
+  """What --help prints: usage, then the flags under headings by purpose."""
+  parts = [__doc__.strip()]
+  for heading, holders in HELP_GROUPS.items():
+    parts.append(f"{heading}:\n" + "\n".join(map(_flag_help, holders)))
+  parts.append("absl's and JAX's own flags too: --helpfull")
+  return "\n\n".join(parts)
+
+
+def version() -> str:
+  """The installed package's version, else the checkout's pyproject's."""
+  try:
+    return importlib.metadata.version("kernelgan_jax")
+  except importlib.metadata.PackageNotFoundError:
+    pyproject = os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "pyproject.toml")
+    try:
+      with open(pyproject) as f:
+        found = re.search(r'^version\s*=\s*"([^"]+)"', f.read(), re.M)
+    except OSError:
+      found = None
+    return found.group(1) if found else "unknown"
 
 
 def _fail(message: str) -> None:
@@ -112,7 +180,7 @@ def _input_paths() -> list[str]:
   return paths
 
 
-def _sr_settings() -> "pipeline.SuperResolution | None":
+def _sr_settings(x4: bool) -> "pipeline.SuperResolution | None":
   """--sr and its settings."""
   if not _SR.value:
     return None
@@ -121,47 +189,84 @@ def _sr_settings() -> "pipeline.SuperResolution | None":
             else zssr.ZSSRConfig())
   if _SR_ITERS.value is not None:
     config = dataclasses.replace(config, max_iters=_SR_ITERS.value)
-  return pipeline.SuperResolution(
-      config, _NOISE_SCALE.value, progress=None if _QUIET.value else (
-          lambda: ProgressBar(sys.stderr, fields={
-              "loss": "loss", "reconstruction_mse": "mse"})))
+  scale = 4 if x4 else 2
+
+  def progress():  # Announces each image's ZSSR run, once it starts.
+    print(f"ZSSR x{scale} ({_SR_CONFIG.value} settings)", file=sys.stderr)
+    return ProgressBar(sys.stderr, fields={"loss": "loss",
+                                           "reconstruction_mse": "mse"})
+  return pipeline.SuperResolution(config, _NOISE_SCALE.value,
+                                  progress=None if _QUIET.value else progress)
+
+
+def _row_error(row: pipeline.Row) -> str:
+  """A failed row's message, naming its image."""
+  message = row["message"]
+  return message if row["path"] in message else f"{row['path']}: {message}"
 
 
 def _run(config) -> None:
   """Estimates (and with --sr super-resolves) every input; one --image
   reports in a line, many in a table."""
-  one = bool(_IMAGE.value)
-  if _SR.value:
-    print(f"then ZSSR x{4 if config.x4 else 2} ({_SR_CONFIG.value} "
-          "settings) per image", file=sys.stderr)
+  one, quiet = bool(_IMAGE.value), _QUIET.value
   rows = pipeline.estimate_files(
       _input_paths(), _OUTPUT_DIR.value, config,
       seeds=range(_SEED.value, _SEED.value + _SEEDS.value),
       estimator=_ESTIMATOR.value, batch_size=_BATCH_SIZE.value,
-      overwrite=_OVERWRITE.value, skip_done=not one, sr=_sr_settings(),
-      summary=not one,
-      progress=None if _QUIET.value else (lambda: ProgressBar(sys.stderr)))
+      overwrite=_OVERWRITE.value, skip_done=not one,
+      sr=_sr_settings(config.x4), summary=not one,
+      progress=None if quiet else (lambda: ProgressBar(sys.stderr)))
+  failed = [r for r in rows if r["status"] == "error"]
+  if _VERBOSE.value:
+    for row in failed:
+      sys.stderr.write(row.get("traceback", ""))
   if one:
     row = rows[0]
     if row["status"] != "ok":
-      _fail(row["message"])
-    print(f"kernel estimated in {row['seconds']:.1f} s (reliability "
-          f"{row['reliability']:+.3f}); wrote {len(row['written'])} files "
-          f"to {os.path.dirname(row['written'][0])}")
-    if "warning" in row:
-      print(row["warning"], file=sys.stderr)
+      _fail(_row_error(row))
+    if not quiet:
+      print(f"kernel estimated in {row['seconds']:.1f} s (reliability "
+            f"{row['reliability']:+.3f}); wrote {len(row['written'])} files "
+            f"to {os.path.dirname(row['written'][0])}")
+      if "warning" in row:
+        print(row["warning"], file=sys.stderr)
     return
-  print(pipeline.format_table(rows))
-  root = _OUTPUT_DIR.value
-  print(f"a row per image: {os.path.join(root, outputs.SUMMARY)}; every "
-        f"kernel: {os.path.join(root, outputs.CONTACT_SHEET)}")
-  failed = [r for r in rows if r["status"] == "error"]
+  if quiet:
+    for row in failed:
+      print(f"kernelgan_jax: error: {_row_error(row)}", file=sys.stderr)
+  else:
+    print(pipeline.format_table(rows))
+    root = _OUTPUT_DIR.value
+    print(f"a row per image: {os.path.join(root, outputs.SUMMARY)}; every "
+          f"kernel: {os.path.join(root, outputs.CONTACT_SHEET)}")
   if failed:
-    _fail(f"{len(failed)} of {len(rows)} images failed (see the table)")
+    _fail(f"{len(failed)} of {len(rows)} images failed"
+          + ("" if quiet else " (see the table)"))
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> None:
+  """Ctrl-C: one line naming the images left without outputs; status 130."""
+  names = getattr(interrupt, "unfinished", None)
+  if sys.stderr.isatty():
+    print(file=sys.stderr)  # Ends the progress bar's line.
+  if names is None:
+    what = "; nothing written"
+  elif names:
+    more = len(names) - 5
+    what = ("; nothing written for " + ", ".join(names[:5])
+            + (f" and {more} more" if more > 0 else ""))
+  else:
+    what = ""
+  print(f"kernelgan_jax: interrupted{what}", file=sys.stderr)
+  sys.exit(130)
 
 
 def main(argv: list[str]) -> None:
-  logging.set_verbosity(logging.WARNING)  # Hide JAX's backend probing.
+  if _VERSION.value:
+    print(f"kernelgan_jax {version()}")
+    return
+  # Hides JAX's backend probing.
+  logging.set_verbosity(logging.ERROR if _QUIET.value else logging.WARNING)
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
   given = [v for v in (_IMAGE.value, _IMAGES.value, _INPUT_DIR.value) if v]
@@ -191,10 +296,22 @@ def main(argv: list[str]) -> None:
     _run(config)
   except (ValueError, OSError) as error:
     _fail(str(error))
+  except KeyboardInterrupt as interrupt:
+    _interrupted(interrupt)
+  except Exception as error:  # pylint: disable=broad-except
+    if _VERBOSE.value:
+      traceback.print_exc()
+    lines = str(error).splitlines()
+    _fail(f"{given[0]}: {type(error).__name__}"
+          + (f": {lines[0]}" if lines else ""))
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with a bad flag reported in one line."""
+  """absl's parsing, with a bad flag reported in one line, and our --help."""
+  if any(arg in ("-h", "-help", "--help", "-?", "--helpshort")
+         for arg in argv[1:]):
+    print(help_text())
+    sys.exit(0)
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:

@@ -5,8 +5,8 @@ Outputs per image, in `<output_dir>/<name>/`: `<name>_kernel_x2.mat`
 same as `.npy`, the x4 kernel likewise when asked, `<name>_kernels.png` (a
 picture of the kernels, `pictures.kernel_picture`) and `<name>_log.json`
 (settings and loss history). Files are written into a temporary folder
-first and moved into place only when all of them exist, so a failed run
-leaves nothing half written.
+first and moved into place only when all of them exist, so a failed or
+interrupted run leaves nothing half written (nor a folder it created).
 
 A run over many images also writes, in `<output_dir>`, `summary.csv` (one
 row per input: `SUMMARY_COLUMNS`) and `kernels.png` (every x2 kernel at a
@@ -76,6 +76,15 @@ def _jsonable(history: dict[str, np.ndarray]) -> dict[str, list[float]]:
           for k, v in history.items()}
 
 
+def _missing_folders(folder: str) -> list[str]:
+  """`folder` and its parents that do not exist yet, deepest first."""
+  missing, path = [], os.path.abspath(folder)
+  while not os.path.isdir(path) and path != os.path.dirname(path):
+    missing.append(path)
+    path = os.path.dirname(path)
+  return missing
+
+
 def write_outputs(folder: str, name: str, estimate: KernelEstimate,
                   config: Config, extra: dict,
                   sr_image: np.ndarray | None = None) -> list[str]:
@@ -96,6 +105,7 @@ def write_outputs(folder: str, name: str, estimate: KernelEstimate,
   kernels = {"x2": estimate.kernel_x2}
   if config.x4:
     kernels["x4"] = estimate.kernel_x4
+  created = _missing_folders(folder)
   os.makedirs(folder, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f".{name}.", dir=folder)
   try:
@@ -120,6 +130,15 @@ def write_outputs(folder: str, name: str, estimate: KernelEstimate,
       os.replace(os.path.join(staging, file_name), target)
       written.append(target)
     return written
+  except BaseException:  # Also Ctrl-C: no folder of ours left behind.
+    if created:
+      shutil.rmtree(created[0], ignore_errors=True)
+      for parent in created[1:]:  # Shared with other images: only if empty.
+        try:
+          os.rmdir(parent)
+        except OSError:
+          break
+    raise
   finally:
     shutil.rmtree(staging, ignore_errors=True)
 

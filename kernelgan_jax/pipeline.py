@@ -3,8 +3,9 @@
 Each image gets `<output_dir>/<name>/` (`outputs`), written as soon as its
 batch finishes, so a long run can be stopped and restarted: images whose
 outputs are complete are skipped when `skip_done`. An unreadable, too small
-or featureless file is reported and skipped; every other image still gets
-its kernel. Images train `batch_size` at a time (`batch`); with several
+or featureless file is reported and skipped, and so is an image whose run
+fails otherwise (say, out of memory; its row holds the traceback); every
+other image still gets its kernel. Images train `batch_size` at a time (`batch`); with several
 seeds per image the seeds train together and their x2 kernels are combined
 (`ensemble`), the log recording every seed's kernel. 'fkp' and 'select'
 run one image and seed at a time (`estimate.estimate_kernel`). With
@@ -14,9 +15,11 @@ original's --SR.
 
 import collections
 from concurrent import futures
+import contextlib
 import dataclasses
 import os
 import time
+import traceback
 from typing import Any, Callable, Optional, Sequence
 
 from absl import logging
@@ -52,6 +55,15 @@ class SuperResolution:
   progress: Optional[Callable[[], Optional[ProgressFn]]] = None
 
 
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C during `estimate_files`; `unfinished`: the names of the images
+  left without outputs (those whose kernels were done are written)."""
+
+  def __init__(self, unfinished: list[str]):
+    super().__init__(unfinished)
+    self.unfinished = unfinished
+
+
 def outputs_complete(output_dir: str, name: str, x4: bool,
                      sr: bool = False) -> bool:
   """Whether every output file of `name` exists already."""
@@ -84,13 +96,63 @@ def plan(paths: Sequence[str], output_dir: str, config: Config,
   return rows
 
 
+def _unexpected(rows: Sequence[Row], error: Exception) -> None:
+  """Marks rows failed by an error that is not the input's fault (e.g. out
+  of memory): its type and first line, and the traceback."""
+  lines = str(error).splitlines()
+  message = type(error).__name__ + (f": {lines[0]}" if lines else "")
+  trace = "".join(traceback.format_exception(
+      type(error), error, error.__traceback__))
+  for row in rows:
+    row.update(status="error", message=message, traceback=trace)
+    logging.info("%s failed: %s", row["path"], message)
+
+
+def _guarded(rows: Sequence[Row], fallback: Any, function: Callable,
+             *args: Any) -> Any:
+  """function(*args); on an unexpected error the rows it serves are marked
+  failed and `fallback` returned, so the other images go on."""
+  try:
+    return function(*args)
+  except Exception as error:  # pylint: disable=broad-except
+    _unexpected(rows, error)
+    return fallback
+
+
+@contextlib.contextmanager
+def _pool(rows: Sequence[Row], queue: collections.deque):
+  """The run's threads. On Ctrl-C the queued reads are dropped, kernels
+  already estimated are still written, and `Interrupted` names the rest."""
+  pool = futures.ThreadPoolExecutor(os.cpu_count() or 1)
+  try:
+    yield pool
+  except KeyboardInterrupt as interrupt:
+    for _, prepared in queue:
+      prepared.cancel()
+    pool.shutdown(wait=True)
+    raise Interrupted([r["name"] for r in rows if r["status"] == PENDING]
+                      ) from interrupt
+  finally:
+    pool.shutdown(wait=True)
+
+
+def _check_sr_memory(image: np.ndarray, config: Config,
+                     sr: Optional[SuperResolution]) -> None:
+  """Refuses, before any training, an image whose ZSSR would not fit."""
+  if sr is not None:
+    from kernelgan_jax.zssr import memory  # pylint: disable=g-import-not-at-top
+    memory.check_memory(image.shape, config.x4, sr.config)
+
+
 def _prepare(row: Row, config: Config, seeds: Sequence[int], index: int,
-             estimator: str) -> tuple[list, Optional[np.ndarray]]:
+             estimator: str, sr: Optional[SuperResolution] = None
+             ) -> tuple[list, Optional[np.ndarray]]:
   """Reads the row's image: its jobs (`batch.Job`s, or for `PER_IMAGE`
   estimators (index, seed) pairs) and the image; ([], None) with the row
   marked as an error."""
   try:
     image, row["image_info"] = images.read_image_info(row["path"])
+    _check_sr_memory(image, config, sr)
     if estimator in PER_IMAGE:
       data_lib.check_size(images.as_float_rgb(image), config)
       return [(index, seed) for seed in seeds], image
@@ -198,16 +260,22 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
     strategy: 'vmap' or 'sequential'; None picks the backend's faster one
       (`batch.default_strategy`).
     summary: also write `<output_dir>/summary.csv` (a row per path) and
-      the contact sheet `kernels.png` (`outputs.write_summary`).
+      the contact sheet `kernels.png` (`outputs.write_summary`), unless
+      every image failed (nothing is written then).
 
   Returns:
     One row per path, in input order: name, path, status ('ok',
     'skipped', 'error'), message, and for 'ok' seconds (of its batch),
     kernel_size, reliability (the headline score), written (paths) and,
-    for a kernel that looks unreliable, a warning.
+    for a kernel that looks unreliable, a warning. An 'error' that is not
+    the input's fault (any exception but `ImageError`, `OSError`,
+    `ValueError`) has message '<ExceptionType>: <first line>' and a
+    traceback; with `sr`, an image too large for ZSSR in this machine's
+    memory (`zssr.memory`) is an error before its kernel is trained.
 
   Raises:
     ValueError: for a bad batch size, method or estimator.
+    Interrupted: on Ctrl-C, after writing the kernels already estimated.
   """
   if batch_size is not None and batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -223,14 +291,15 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
                    max(len(pending), 1))
   todo, queue = iter(pending), collections.deque()
   jobs, by_index, writes = [], {}, []
-  with futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+  with _pool(rows, queue) as pool:
     def top_up():  # Prepares up to two batches ahead, in input order.
       while len(queue) < 2 * batch_size:
         index = next(todo, None)
         if index is None:
           return
-        queue.append((index, pool.submit(_prepare, rows[index], config,
-                                         seeds, index, estimator)))
+        queue.append((index, pool.submit(
+            _guarded, [rows[index]], ([], None), _prepare, rows[index],
+            config, seeds, index, estimator, sr)))
     top_up()
     while queue:
       index, prepared = queue.popleft()
@@ -241,27 +310,28 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
         by_index[index] = image
       if len(by_index) == batch_size or (jobs and not queue):
         start = time.perf_counter()
-        indices, results = _train(
-            jobs, by_index, config, estimator, strategy,
-            batch_size * len(seeds), progress() if progress else None)
+        indices, results = _guarded(
+            [rows[i] for i in by_index], ([], []), _train, jobs, by_index,
+            config, estimator, strategy, batch_size * len(seeds),
+            progress() if progress else None)
         seconds = time.perf_counter() - start
         per_image = {}
         for i, result in zip(indices, results):
           per_image.setdefault(i, []).append(result)
         for i, estimates in per_image.items():
-          args = (rows[i], estimates, by_index[i], config, method, seconds,
-                  len(per_image), estimator, sr)
+          args = ([rows[i]], None, _write, rows[i], estimates, by_index[i],
+                  config, method, seconds, len(per_image), estimator, sr)
           if sr is None:
-            writes.append(pool.submit(_write, *args))
+            writes.append(pool.submit(_guarded, *args))
           else:  # ZSSR trains here, not beside the next batch.
-            _write(*args)
+            _guarded(*args)
         jobs, by_index = [], {}
     for write in writes:
       write.result()
   for row in rows:
     row.pop("folder", None)
     row.pop("image_info", None)
-  if summary:
+  if summary and any(r["status"] != "error" for r in rows):
     outputs.write_summary(output_dir, rows, config.x4, sr is not None)
   return rows
 

@@ -2,8 +2,11 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import tomllib
 
 import imageio.v3 as iio
 import numpy as np
@@ -13,11 +16,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "tests", "data", "example_lr.png")
 
 
-def _run(*args, cwd=ROOT):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", "kernelgan_jax.main", *args],
+# Runs the command line with a function patched: an unexpected failure
+# (as an out-of-memory inside XLA would be) for the images 110 pixels wide.
+FAILING = """
+import sys
+from kernelgan_jax import main, reliability
+real_score = reliability.score
+def score(image, estimate):
+  if image.shape[1] == 110:
+    raise RuntimeError("RESOURCE_EXHAUSTED: simulated\\nsecond line")
+  return real_score(image, estimate)
+reliability.score = score
+main.run()
+"""
+
+
+def _run(*args, cwd=ROOT, env=None, script=None):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
+  env["PYTHONPATH"] = os.pathsep.join(  # This checkout, also for a script.
+      [ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+  command = ["-c", script] if script else ["-m", "kernelgan_jax.main"]
+  return subprocess.run([sys.executable, *command, *args],
                         capture_output=True, text=True, cwd=cwd, env=env,
                         timeout=600)
+
+
+def _gray_crop(path):
+  iio.imwrite(path, iio.imread(EXAMPLE)[:100, :110, 1])
+  return str(path)
 
 
 def test_end_to_end_writes_every_output(tmp_path):
@@ -56,6 +82,7 @@ def test_flags_override_only_what_they_are_given(tmp_path):
   result = _run(f"--image={EXAMPLE}", f"--output_dir={tmp_path}",
                 f"--config={config_file}", "--quiet")
   assert result.returncode == 0, result.stderr
+  assert result.stdout == result.stderr == ""  # --quiet: nothing but errors.
   log = json.loads((tmp_path / "example_lr" /
                     "example_lr_log.json").read_text())
   assert log["config"]["x4"] and log["config"]["max_iters"] == 5
@@ -104,11 +131,16 @@ def test_many_images_skip_bad_files_and_finished_ones(tmp_path):
   (photos / "broken.png").write_text("not an image")
   out = tmp_path / "out"
   args = (f"--images={photos}/*.png", f"--output_dir={out}", "--iters=3",
-          "--batch_size=2", "--quiet")
-  first = _run(*args)
+          "--batch_size=2")
+  first = _run(*args, "--quiet")
   assert first.returncode == 1  # One file failed ...
-  assert "broken" in first.stdout and "1 failed" in first.stdout
-  for name in ("a", "b"):  # ... every other image got its kernel.
+  assert first.stdout == ""  # ... and --quiet says only that:
+  lines = first.stderr.splitlines()
+  assert len(lines) == 2, first.stderr
+  assert lines[0].startswith("kernelgan_jax: error: cannot read ")
+  assert "broken.png" in lines[0]
+  assert lines[1] == "kernelgan_jax: error: 1 of 3 images failed"
+  for name in ("a", "b"):  # Every other image got its kernel.
     assert (out / name / f"{name}_kernel_x2.mat").exists()
   assert f"{out / 'summary.csv'}" in first.stdout
   summary = (out / "summary.csv").read_text().splitlines()
@@ -224,3 +256,117 @@ def test_a_float_tiff_in_0_255_is_refused(tmp_path):
   assert f"values in [{pixels.min():g}, {pixels.max():g}]" in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1, result.stderr
   assert not (tmp_path / "out").exists()
+
+
+def test_version_and_help_grouped_by_purpose():
+  version = _run("--version")
+  assert version.returncode == 0, version.stderr
+  with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+    expected = tomllib.load(f)["project"]["version"]
+  assert version.stdout == f"kernelgan_jax {expected}\n"
+  shown = _run("--help")
+  assert shown.returncode == 0, shown.stderr
+  sections = {block.split(":\n")[0]: block
+              for block in shown.stdout.split("\n\n")}
+  for heading, names in (
+      ("Input", ["image", "images", "input_dir"]),
+      ("Estimation", ["estimator", "config", "iters", "seeds", "x4"]),
+      ("Output", ["output_dir", "overwrite"]),
+      ("Super-resolution", ["sr", "sr_config", "sr_iters"]),
+      ("Run", ["batch_size", "quiet", "verbose", "version"])):
+    for name in names:
+      assert f"\n  --{name}" in sections[heading], (heading, name)
+  for foreign in ("--jax_", "--logtostderr", "--only_check_args", "--pdb"):
+    assert foreign not in shown.stdout  # Those are under --helpfull.
+
+
+def test_help_shows_every_flag_of_the_command_line():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax import main  # pylint: disable=g-import-not-at-top
+  defined = {f.name for f in flags.FLAGS.get_flags_for_module(main)}
+  shown = [h.name for group in main.HELP_GROUPS.values() for h in group]
+  assert sorted(shown) == sorted(defined)
+
+
+def test_unexpected_failure_names_the_error_and_the_image(tmp_path):
+  gray = _gray_crop(tmp_path / "gray.png")
+  out = tmp_path / "out"
+  args = ("--iters=3", "--config=configs/smoke.py", f"--output_dir={out}")
+  line = (f"kernelgan_jax: error: {gray}: RuntimeError: RESOURCE_EXHAUSTED: "
+          "simulated")
+  result = _run(f"--image={gray}", *args, "--quiet", script=FAILING)
+  assert result.returncode == 1
+  assert result.stderr.splitlines() == [line]
+  assert not out.exists()
+  verbose = _run(f"--image={gray}", *args, "--quiet", "--verbose",
+                 script=FAILING)
+  assert verbose.returncode == 1
+  assert "Traceback (most recent call last)" in verbose.stderr
+  assert "second line" in verbose.stderr
+  assert verbose.stderr.splitlines()[-1] == line
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  (photos / "a.png").write_bytes(open(EXAMPLE, "rb").read())
+  _gray_crop(photos / "gray.png")
+  many = _run(f"--images={photos}/*.png", *args, script=FAILING)
+  assert many.returncode == 1  # The other image goes on.
+  row = next(r for r in many.stdout.splitlines() if r.startswith("gray "))
+  assert "error" in row and "RuntimeError: RESOURCE_EXHAUSTED" in row
+  assert "1 estimated, 0 skipped (done), 1 failed" in many.stdout
+  assert (out / "a" / "a_kernel_x2.mat").exists()
+  assert not (out / "gray").exists()
+
+
+def test_sr_refuses_an_image_too_large_for_the_memory(tmp_path):
+  out = tmp_path / "out"
+  little = {"KERNELGAN_JAX_MEMORY_LIMIT_BYTES": str(2**20)}
+  args = (f"--output_dir={out}", "--sr", "--sr_config=fast", "--iters=3",
+          "--sr_iters=2")
+  result = _run(f"--image={EXAMPLE}", *args, env=little)
+  assert result.returncode == 1
+  lines = result.stderr.splitlines()  # One line: no training started.
+  assert len(lines) == 1, result.stderr
+  assert "ZSSR x2 of this 192x192 image needs about" in lines[0]
+  assert "0.0 GiB is free" in lines[0] and "smaller" in lines[0]
+  photos = tmp_path / "photos"
+  photos.mkdir()
+  (photos / "a.png").write_bytes(open(EXAMPLE, "rb").read())
+  _gray_crop(photos / "gray.png")
+  many = _run(f"--images={photos}/*.png", *args, "--x4", env=little)
+  assert many.returncode == 1
+  assert "0 estimated, 0 skipped (done), 2 failed" in many.stdout
+  assert many.stdout.count("needs about") == 2
+  assert not out.exists()  # Nothing written.
+
+
+def test_ctrl_c_leaves_no_partial_folder(tmp_path):
+  out = tmp_path / "out"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  process = subprocess.Popen(
+      [sys.executable, "-m", "kernelgan_jax.main", f"--image={EXAMPLE}",
+       f"--output_dir={out}", f"--iters={10**6}"], cwd=ROOT, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    lines = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # Until training reports progress.
+      line = process.stderr.readline()
+      lines.append(line)
+      if not line or " it/s " in line:
+        break
+    assert " it/s " in lines[-1], "".join(lines)
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+  finally:
+    process.kill()
+  assert process.returncode == 130, rest
+  assert rest.splitlines()[-1] == (
+      "kernelgan_jax: interrupted; nothing written for example_lr")
+  assert not out.exists() or os.listdir(out) == []
+
+
+def test_accelerator_extras_name_jax_builds():
+  with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+    extras = tomllib.load(f)["project"]["optional-dependencies"]
+  for extra in ("cuda12", "cuda13", "tpu"):
+    assert [r.split(">=")[0] for r in extras[extra]] == [f"jax[{extra}]"]

@@ -13,6 +13,7 @@ from kernelgan_jax import config as config_lib
 from kernelgan_jax import ensemble
 from kernelgan_jax import pipeline
 from kernelgan_jax import outputs
+from kernelgan_jax.kernel import KernelEstimate
 
 # As tests/test_batch.py: two images of these sizes and two seeds compile
 # to the same batched program there and here.
@@ -145,3 +146,56 @@ def test_duplicate_names_and_bad_arguments(tmp_path, inputs):
   assert [r["status"] for r in rows] == [pipeline.PENDING, "error"]
   with pytest.raises(ValueError, match="batch_size"):
     pipeline.estimate_files(inputs, str(tmp_path), CONFIG, batch_size=0)
+
+
+def test_an_interrupted_write_leaves_no_folder(tmp_path, monkeypatch):
+  kernel = np.full((17, 17), 1 / 289, np.float32)
+  estimate = KernelEstimate(kernel, kernel, kernel[:13, :13], {}, 0)
+
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(outputs.iio, "imwrite", interrupted)
+  folder = tmp_path / "out" / "a"
+  with pytest.raises(KeyboardInterrupt):
+    outputs.write_outputs(str(folder), "a", estimate, CONFIG, {})
+  assert os.listdir(tmp_path) == []  # Neither the image's folder nor out.
+  (tmp_path / "b").mkdir()  # A folder that was there stays, emptied.
+  with pytest.raises(KeyboardInterrupt):
+    outputs.write_outputs(str(tmp_path / "b"), "b", estimate, CONFIG, {})
+  assert os.listdir(tmp_path / "b") == []
+
+
+def test_unexpected_failures_fail_their_images_only(tmp_path, inputs,
+                                                    monkeypatch):
+  calls = []
+  real_train = pipeline._train
+
+  def train_failing_first(*args):
+    calls.append(1)
+    if len(calls) == 1:
+      raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\ndetails")
+    return real_train(*args)
+
+  monkeypatch.setattr(pipeline, "_train", train_failing_first)
+  good = [inputs[0], inputs[3]]
+  # One image of four seeds a batch: first_run's compiled program.
+  rows = pipeline.estimate_files(good, str(tmp_path), CONFIG, batch_size=1,
+                                 seeds=(0, 1, 2, 3), strategy="vmap")
+  assert [r["status"] for r in rows] == ["error", "ok"]
+  assert rows[0]["message"] == "RuntimeError: RESOURCE_EXHAUSTED: out of memory"
+  assert "Traceback" in rows[0]["traceback"]
+  assert os.listdir(tmp_path) == ["square"]
+
+
+def test_interrupt_reports_the_images_left_without_outputs(tmp_path, inputs,
+                                                           monkeypatch):
+  def interrupted(*args):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(pipeline, "_train", interrupted)
+  with pytest.raises(pipeline.Interrupted) as caught:
+    pipeline.estimate_files([inputs[0], inputs[3]], str(tmp_path), CONFIG,
+                            batch_size=1)
+  assert caught.value.unfinished == ["wide", "square"]
+  assert os.listdir(tmp_path) == []

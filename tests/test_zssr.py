@@ -1,6 +1,9 @@
 """Tests for the ZSSR stage (kernelgan_jax.zssr)."""
 
 import dataclasses
+import os
+import sys
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -12,6 +15,7 @@ from scipy import signal
 
 from kernelgan_jax import data as data_lib
 from kernelgan_jax.imresize import imresize
+from kernelgan_jax.zssr import memory
 from kernelgan_jax.zssr import network
 from kernelgan_jax.zssr import pairs
 from kernelgan_jax.zssr import pipeline
@@ -312,6 +316,56 @@ class SuperResolveTest(parameterized.TestCase):
       np.testing.assert_allclose(np.asarray(batched_p[1]),
                                  np.asarray(single_p), atol=1e-6)
 
+
+class MemoryTest(absltest.TestCase):
+
+  def test_needed_grows_with_the_output_and_the_network(self):
+    fixed = memory.memory_needed(0, 0)
+    self.assertEqual(fixed, memory.FIXED_BYTES)
+    x2 = memory.memory_needed(100, 200) - fixed
+    self.assertEqual(x2, 4 * 100 * 200 * 4 * (3 * 64 + 10 * 3))
+    self.assertEqual(memory.memory_needed(100, 200, x4=True) - fixed, 4 * x2)
+    self.assertLess(memory.memory_needed(100, 200, channels=1),
+                    memory.memory_needed(100, 200))
+    self.assertLess(memory.memory_needed(100, 200,
+                                         config=ZSSRConfig(width=32)),
+                    memory.memory_needed(100, 200))
+    # A fast config trains on smaller crops; the full-image pass is the same.
+    self.assertEqual(memory.memory_needed(100, 200, config=ZSSRConfig(
+        crop_size=64, max_iters=1000)), memory.memory_needed(100, 200))
+
+  def test_check_refuses_what_does_not_fit(self):
+    needed = memory.memory_needed(300, 400, x4=True)
+    with mock.patch.dict(os.environ, {memory.LIMIT_ENV: str(needed)}):
+      self.assertEqual(memory.memory_available(), needed)
+      memory.check_memory((300, 400, 3), x4=True)
+      memory.check_memory((300, 400, 4), x4=True)  # Alpha is not learned.
+      with self.assertRaisesRegex(memory.NotEnoughMemory,
+                                  r"x4 of this 400x301 image needs about "
+                                  r".* GiB .*drop --x4"):
+        memory.check_memory((301, 400), x4=True, config=ZSSRConfig(
+            width=80))
+      self.assertTrue(issubclass(memory.NotEnoughMemory, ValueError))
+
+  def test_available_is_the_host_memory_on_cpu(self):
+    with mock.patch.dict(os.environ, {memory.LIMIT_ENV: ""}):
+      available = memory.memory_available()
+    if sys.platform.startswith("linux"):
+      self.assertGreater(available, 2**20)
+
+  def test_per_pixel_term_bounds_xla_buffer_plan(self):
+    """XLA's buffers for the whole-image pass fit the formula's per-pixel
+    term, with less than 2x to spare (the measured peak RSS, which adds the
+    allocator's and the convolutions' own, is in the module docstring)."""
+    params = network.init_params(jax.random.key(0), 3)
+    kernel = jnp.ones((13, 13), jnp.float32) / 169
+    image = jax.ShapeDtypeStruct((96, 128, 3), jnp.float32)
+    plan = pipeline.final_output.lower(params, image, kernel, 2, 2).compile(
+        ).memory_analysis()
+    pixels = 192 * 256
+    used = (plan.temp_size_in_bytes + plan.output_size_in_bytes) / pixels
+    per_pixel = (memory.memory_needed(96, 128) - memory.FIXED_BYTES) / pixels
+    self.assertBetween(used, per_pixel / 2, per_pixel)
 
 if __name__ == "__main__":
   absltest.main()
