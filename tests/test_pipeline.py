@@ -185,7 +185,8 @@ def test_unexpected_failures_fail_their_images_only(tmp_path, inputs,
   assert [r["status"] for r in rows] == ["error", "ok"]
   assert rows[0]["message"] == "RuntimeError: RESOURCE_EXHAUSTED: out of memory"
   assert "Traceback" in rows[0]["traceback"]
-  assert os.listdir(tmp_path) == ["square"]
+  assert sorted(os.listdir(tmp_path)) == ["kernels.png", "square",
+                                          "summary.csv"]
 
 
 def test_interrupt_reports_the_images_left_without_outputs(tmp_path, inputs,
