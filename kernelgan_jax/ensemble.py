@@ -29,9 +29,18 @@ SCALE = 2
 
 
 def pad_to(kernel: np.ndarray, size: int) -> np.ndarray:
-  """Zero-pads an odd square kernel symmetrically to `size` (odd)."""
-  pad = (size - kernel.shape[0]) // 2
-  return np.pad(np.asarray(kernel, np.float64), pad)
+  """Zero-pads a kernel to size x size (odd) keeping its origin.
+
+  The origin (index k // 2 on each axis, `degradation`'s convention) lands
+  on the canvas centre, so the padded kernel degrades an image exactly as
+  the kernel does; an odd square kernel is padded symmetrically.
+  """
+  kernel = np.asarray(kernel, np.float64)
+  widths = [(size // 2 - k // 2, size - k - (size // 2 - k // 2))
+            for k in kernel.shape]
+  if min(min(w) for w in widths) < 0:
+    raise ValueError(f"kernel {kernel.shape} larger than {size}x{size}")
+  return np.pad(kernel, widths)
 
 
 def recentre(kernel: np.ndarray) -> np.ndarray:

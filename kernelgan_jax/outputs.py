@@ -203,7 +203,7 @@ def _summary_record(output_dir: str, row: dict, x4: bool, sr: bool
   return record, kernel, doubtful
 
 
-def _replace_atomically(path: str, write) -> None:
+def replace_atomically(path: str, write) -> None:
   """Calls write(temporary path) in `path`'s folder, then moves the file to
   `path`, so that readers see the old file or the new, never a part."""
   handle, temporary = tempfile.mkstemp(
@@ -248,7 +248,7 @@ def write_summary(output_dir: str, rows: list[dict], x4: bool,
       writer.writeheader()
       writer.writerows(records)
 
-  _replace_atomically(summary, write_csv)
-  _replace_atomically(sheet, lambda path: iio.imwrite(
+  replace_atomically(summary, write_csv)
+  replace_atomically(sheet, lambda path: iio.imwrite(
       path, pictures.contact_sheet(entries)))
   return [summary, sheet]

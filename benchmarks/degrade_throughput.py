@@ -1,0 +1,126 @@
+r"""Throughput of `python -m kernelgan_jax.degrade` at DIV2K size.
+
+  python -m benchmarks.degrade_throughput [--images=4] [--runs=3] \
+      [--scale=2] [--noise_sigma=0]
+
+Makes `--images` synthetic HR PNGs of 2040x1356 (scikit-image's astronaut,
+tiled and cropped, each flipped/rolled differently), a pool of DIV2KRK-style
+x2 kernels, then runs `degrade.degrade_folder` (read, blur and subsample
+under jit, noise, quantise, atomic PNG write, manifest) into a fresh folder:
+once to warm up (compiling for the one image size), then `--runs` timed
+runs. Reports the median images per second, and the median time of the
+jitted blur alone. Writes benchmarks/results/degrade-<device>-<date>.{json,md}.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+from typing import Sequence
+
+from absl import app
+from absl import flags
+import imageio.v3 as iio
+import jax
+import numpy as np
+
+from benchmarks import machine
+from kernelgan_jax import degradation
+from kernelgan_jax import degrade
+from kernelgan_jax import div2krk
+from kernelgan_jax import images
+from kernelgan_jax import pool as pool_lib
+
+_IMAGES = flags.DEFINE_integer("images", 4, "HR images per run.")
+_RUNS = flags.DEFINE_integer("runs", 3, "Timed runs after the warm-up.")
+_RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
+                               "Where the JSON and markdown go.")
+_NOTE = flags.DEFINE_string("note", "", "A line for the report.")
+
+HEIGHT, WIDTH = 1356, 2040
+
+
+def hr_image(index: int) -> np.ndarray:
+  from skimage import data  # pylint: disable=g-import-not-at-top
+  tile = data.astronaut()
+  tiled = np.tile(tile, (HEIGHT // tile.shape[0] + 1,
+                         WIDTH // tile.shape[1] + 1, 1))[:HEIGHT, :WIDTH]
+  tiled = np.roll(tiled, 97 * index, axis=1)
+  return tiled[:, ::-1] if index % 2 else tiled
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  # `degrade`'s own --scale and --noise_sigma.
+  scale, noise_sigma = int(flags.FLAGS.scale), flags.FLAGS.noise_sigma
+  rng = np.random.default_rng(0)
+  kernels = [div2krk.random_kernel_x2(rng) for _ in range(16)]
+  pool = {"names": np.array([str(i) for i in range(16)]),
+          "kernels_x2": pool_lib.on_canvas(kernels, 2),
+          "has_x4": np.ones(16, bool)}
+  pool["kernels_x4"] = pool_lib.on_canvas(
+      [div2krk.random_kernel_x2(rng, 33) for _ in range(16)], 4)
+  seconds, blur_seconds = [], []
+  with tempfile.TemporaryDirectory() as tmp:
+    hr_dir = os.path.join(tmp, "hr")
+    os.makedirs(hr_dir)
+    for i in range(_IMAGES.value):
+      iio.imwrite(os.path.join(hr_dir, f"hr{i:02d}.png"), hr_image(i))
+    paths = degrade.hr_files(hr_dir)
+    for run in range(_RUNS.value + 1):
+      start = time.perf_counter()
+      counts = degrade.degrade_folder(
+          paths, pool, scale, os.path.join(tmp, f"lr{run}"),
+          seed=run, noise_sigma=noise_sigma)
+      elapsed = time.perf_counter() - start
+      assert counts["written"] == len(paths), counts
+      if run:
+        seconds.append(elapsed)
+    image = images.read_image(paths[0]).astype(np.float32)
+    kernel = pool["kernels_x2" if scale == 2 else "kernels_x4"][0]
+    blur = jax.jit(degradation.downscale, static_argnames=("scale",))
+    for run in range(_RUNS.value + 1):
+      start = time.perf_counter()
+      jax.block_until_ready(blur(
+          image, kernel.astype(np.float32), scale=scale))
+      if run:
+        blur_seconds.append(time.perf_counter() - start)
+  meta = machine.describe()
+  median = statistics.median(seconds)
+  row = {"images": len(paths), "height": HEIGHT, "width": WIDTH,
+         "scale": scale, "kernel_size": int(kernel.shape[0]),
+         "noise_sigma": noise_sigma, "run_seconds": seconds,
+         "median_seconds": median,
+         "images_per_second": len(paths) / median,
+         "blur_seconds": blur_seconds,
+         "median_blur_seconds": statistics.median(blur_seconds)}
+  table = "\n".join([
+      f"# degrade throughput, {meta['device']}, {meta['date']}",
+      "",
+      f"Machine: {meta['processor']}, {meta['cores']} cores, "
+      f"{meta['device_kind']}; Python {meta['python']}, JAX {meta['jax']}.",
+      *([_NOTE.value] if _NOTE.value else []),
+      "",
+      f"`degrade.degrade_folder` on {len(paths)} synthetic {WIDTH}x{HEIGHT} "
+      f"RGB PNGs (tiled `skimage.data.astronaut()`), x{scale}, "
+      f"{row['kernel_size']}x{row['kernel_size']} kernels, noise "
+      f"{noise_sigma} levels: read, blur and subsample "
+      "(`degradation.downscale` under jit, float32), noise, quantise, "
+      "atomic PNG write, manifest line. One warm-up run (compiles for the "
+      f"size), then {len(seconds)} timed runs; median.",
+      "",
+      "| images per second | seconds per image | jitted blur alone, s |",
+      "|---|---|---|",
+      f"| {row['images_per_second']:.2f} | {median / len(paths):.2f} | "
+      f"{row['median_blur_seconds']:.3f} |",
+      "",
+      "Runs (s): " + ", ".join(f"{s:.2f}" for s in seconds) + "; blur (s): "
+      + ", ".join(f"{s:.3f}" for s in blur_seconds) + ".",
+      ""])
+  machine.save_results(
+      _RESULTS.value, f"degrade-{meta['device']}-{meta['date']}", meta,
+      [row], table)
+
+
+if __name__ == "__main__":
+  app.run(main)
