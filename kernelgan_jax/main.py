@@ -103,8 +103,8 @@ _COORDINATOR = flags.DEFINE_string(
 _NUM_PROCESSES = flags.DEFINE_integer(
     "num_processes", None, "Several processes: how many.", lower_bound=1)
 _PROCESS_ID = flags.DEFINE_integer(
-    "process_id", None, "Several processes: this one's, 0 to "
-    "--num_processes - 1; 0 writes the summary.", lower_bound=0)
+    "process_id", None, "Several processes: this one's number, "
+    "counting from 0; process 0 writes the summary.", lower_bound=0)
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Several processes, with the settings JAX finds "
     "itself (SLURM, Open MPI, Cloud TPU); the three flags above override "
