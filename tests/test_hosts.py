@@ -35,6 +35,8 @@ def _run_processes(pattern, out, count=2):
   command = [sys.executable, "-m", "kernelgan_jax.main",
              f"--images={pattern}", f"--output_dir={out}", "--iters=3",
              "--config=smoke", "--quiet", "--compile_cache=",
+             # ZSSR too: it once asked a device of another process.
+             "--sr", "--sr_config=fast", "--sr_iters=2",
              f"--coordinator_address=127.0.0.1:{port}",
              f"--num_processes={count}"]
   processes = [subprocess.Popen(command + [f"--process_id={i}"], cwd=ROOT,
@@ -92,7 +94,8 @@ def test_each_process_writes_its_share_once(two_processes):
   for name in NAMES:
     files = sorted(os.listdir(os.path.join(out, name)))
     assert files == sorted([f"{name}_kernel_x2.mat", f"{name}_kernel_x2.npy",
-                            f"{name}_kernels.png", f"{name}_log.json"])
+                            f"{name}_kernels.png", f"{name}_log.json",
+                            f"ZSSR_{name}.png"])
     with open(os.path.join(out, name, f"{name}_log.json")) as f:
       log = json.load(f)
     by_process.setdefault(log["process"], []).append(name)
