@@ -14,9 +14,10 @@ stacked `GanState` and of the jobs' stacked crops.
 * Devices. The job axis is sharded over the local devices (`Mesh`,
   `NamedSharding`, the step under `shard_map`), padding the batch with
   copies of its last job to a multiple of the device count. Jobs are
-  independent, so on several hosts (after `jax.distributed.initialize()`) each process simply runs its own
-  share of the images (`process_share`) on its local devices; nothing is
-  exchanged between hosts.
+  independent, so on several hosts (after `jax.distributed.initialize()`)
+  each process simply runs its own share of the images (`process_share`)
+  on its local devices; nothing but a final barrier
+  (`wait_for_processes`) is exchanged between hosts.
 * Loops. As `train.train` (`train.drive`): `lax.scan` chunks by default,
   or a host loop over the jitted step ('python'); each is jitted once per
   (config, batch size).
@@ -119,9 +120,31 @@ def shard(tree: T, mesh: Mesh, axis: int = 0) -> T:
   return jax.device_put(tree, NamedSharding(mesh, spec))
 
 
+def several_processes() -> bool:
+  """Whether this is a multi-process run (`jax.distributed.initialize` was
+  called); asks no backend, so a single-process run initialises none."""
+  return jax.distributed.is_initialized()
+
+
 def process_share(items: Sequence[T]) -> list[T]:
   """This process's share of `items` in a multi-host run (every n-th one)."""
   return list(items)[jax.process_index()::jax.process_count()]
+
+
+def wait_for_processes(name: str) -> None:
+  """A barrier: returns once every process has called it with `name`.
+
+  Uses the distributed runtime's own barrier, which involves no device
+  collective, so a process may wait for as long as the slowest share
+  takes; a process that dies makes the others fail (JAX's heartbeat).
+  """
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+  client = getattr(distributed.global_state, "client", None)
+  if client is None or not hasattr(client, "wait_at_barrier"):
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+    return
+  client.wait_at_barrier(name, 2**31 - 1)  # Milliseconds: about 24 days.
 
 
 def _vmapped_step(config: Config, mesh: Optional[Mesh]) -> train_lib.StepFn:

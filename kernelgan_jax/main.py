@@ -2,10 +2,14 @@ r"""Command line: estimate the SR kernels of one image or of many.
 
   python -m kernelgan_jax.main --image=x.png [--output_dir=results] [--x4]
   python -m kernelgan_jax.main --images='photos/*.png' [--batch_size=4]
+  python -m kernelgan_jax.main --images='photos/*.png' \
+      --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 
 Writes `<output_dir>/<name>/<name>_kernel_x2.mat` (variable `Kernel`) and
 `.npy`, the x4 kernel with --x4, a PNG picture, a JSON log, and with --sr
-the ZSSR super-resolution `ZSSR_<name>.png`. Bad input ends with one line on
+the ZSSR super-resolution `ZSSR_<name>.png`. With several processes, each
+estimates its share of the images and process 0 then writes the summary of
+all. Bad input ends with one line on
 stderr and exit status 1; Ctrl-C leaves no partial folder and exits 130.
 """
 
@@ -92,6 +96,19 @@ _SR_ITERS = flags.DEFINE_integer(
 _NOISE_SCALE = flags.DEFINE_float(
     "noise_scale", 1.0, "With --real --sr: scales ZSSR's noise on its LR "
     "training inputs.", lower_bound=0.0)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Several processes (jax.distributed."
+    "initialize): process 0's host and a free port, the same in every "
+    "process; each estimates its share of --images/--input_dir.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Several processes: how many.", lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Several processes: this one's number, "
+    "counting from 0; process 0 writes the summary.", lower_bound=0)
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Several processes, with the settings JAX finds "
+    "itself (SLURM, Open MPI, Cloud TPU); the three flags above override "
+    "them.")
 
 # --help shows these, by purpose; absl's --helpfull lists every module's.
 HELP_GROUPS = {
@@ -100,10 +117,12 @@ HELP_GROUPS = {
     "Output": (_OUTPUT_DIR, _OVERWRITE),
     "Super-resolution": (_SR, _SR_CONFIG, _SR_ITERS, _NOISE_SCALE),
     "Run": (_BATCH_SIZE, _CACHE_DIR, _QUIET, _VERBOSE, _VERSION),
+    "Several hosts": (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID,
+                      _DISTRIBUTED),
 }
 _METAVARS = {"image": "FILE", "images": "PATTERN", "input_dir": "FOLDER",
              "output_dir": "FOLDER", "prior": "FILE", "config": "NAME|FILE",
-             "compile_cache": "FOLDER"}
+             "compile_cache": "FOLDER", "coordinator_address": "HOST:PORT"}
 
 
 def _flag_help(holder: flags.FlagHolder) -> str:
@@ -236,6 +255,8 @@ def _run(config) -> None:
       print(f"kernelgan_jax: error: {_row_error(row)}", file=sys.stderr)
   else:
     print(pipeline.format_table(rows))
+  if not quiet and not (jax.distributed.is_initialized()
+                        and jax.process_index()):
     root = _OUTPUT_DIR.value
     print(f"a row per image: {os.path.join(root, outputs.SUMMARY)}; every "
           f"kernel: {os.path.join(root, outputs.CONTACT_SHEET)}")
@@ -261,6 +282,24 @@ def _interrupted(interrupt: KeyboardInterrupt) -> None:
   sys.exit(130)
 
 
+def _start_processes() -> None:
+  """jax.distributed.initialize with the several-processes flags given."""
+  given = {flag.name: flag.value for flag in (_COORDINATOR, _NUM_PROCESSES,
+                                              _PROCESS_ID)
+           if flag.value is not None}
+  if not given and not _DISTRIBUTED.value:
+    return
+  if _IMAGE.value:
+    _fail("--image runs in one process; give --images or --input_dir to "
+          "share images between processes")
+  try:
+    jax.distributed.initialize(**given)
+  except Exception as error:  # pylint: disable=broad-except
+    lines = str(error).splitlines()
+    _fail("cannot start several processes: "
+          + (lines[0] if lines else type(error).__name__))
+
+
 def main(argv: list[str]) -> None:
   if _VERSION.value:
     print(f"kernelgan_jax {version()}")
@@ -277,6 +316,7 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_compilation_cache_dir",
                       os.path.expanduser(_CACHE_DIR.value))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  _start_processes()
   # A flag changes its field only when given, so a config file's values
   # stand unless the command line says otherwise.
   overrides = {field: flag.value for field, flag in (

@@ -169,8 +169,9 @@ def _summary_record(output_dir: str, row: dict, x4: bool, sr: bool
 
   An 'ok' or 'skipped' row's numbers come from its files: the kernel from
   the .npy, the reliability from the log; 'seconds' stays blank for a
-  skipped image (no time spent on it in this run), and all stay blank
-  when the files cannot be read.
+  skipped image (no time spent on it in this run; for an image another
+  process estimated, it is read from the log), and all stay blank when the
+  files cannot be read.
   """
   record = {c: "" for c in SUMMARY_COLUMNS}
   record.update({k: row.get(k, "") for k in ("name", "path", "status",
@@ -190,9 +191,12 @@ def _summary_record(output_dir: str, row: dict, x4: bool, sr: bool
   try:
     kernel = np.load(os.path.join(folder, f"{name}_kernel_x2.npy"))
     with open(os.path.join(folder, f"{name}_log.json")) as f:
-      trust = json.load(f).get("reliability", {})
+      log = json.load(f)
   except (OSError, ValueError):  # Damaged since: the numbers stay blank.
     return record, None, False
+  trust = log.get("reliability", {})
+  if row["status"] == "ok" and not record["seconds"] and "seconds" in log:
+    record["seconds"] = f"{log['seconds']:.3f}"  # Another process's image.
   major, minor, angle = principal_axes(kernel)
   doubtful = bool(trust.get("unreliable", False))
   record.update(kernel_size=kernel.shape[0], sigma_major=f"{major:.4f}",

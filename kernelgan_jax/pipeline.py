@@ -11,18 +11,24 @@ seeds per image the seeds train together and their x2 kernels are combined
 run one image and seed at a time (`estimate.estimate_kernel`). With
 `sr`, each image is then super-resolved by ZSSR with its kernel(s), as the
 original's --SR.
+
+After `jax.distributed.initialize` each process estimates its share of the
+images (`batch.process_share`) on its local devices; once every process is
+done (`batch.wait_for_processes`), process 0 writes the summary of all.
 """
 
 import collections
 from concurrent import futures
 import contextlib
 import dataclasses
+import itertools
 import os
 import time
 import traceback
 from typing import Any, Callable, Optional, Sequence
 
 from absl import logging
+import jax
 import numpy as np
 
 from kernelgan_jax import batch as batch_lib
@@ -39,6 +45,7 @@ Row = dict  # name, path, status ('ok', 'skipped', 'error'), message, ...
 PENDING = "pending"
 # Estimators that run one image and seed at a time.
 PER_IMAGE = ("fkp", "select")
+_BARRIERS = itertools.count()  # Same sequence in every process.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +191,8 @@ def _write(row: Row, estimates, image: np.ndarray, config: Config,
   extra = {"image": row["path"], **row["image_info"], "estimator": estimator,
            "reliability": trust, "seconds": round(seconds, 3),
            "batch_images": batch_images}
+  if batch_lib.several_processes():
+    extra["process"] = jax.process_index()
   if len(estimates) > 1:
     extra.update(ensemble.ensemble_log(estimates, method))
   sr_image = None
@@ -218,6 +227,16 @@ def _train(jobs: list, by_index: dict, config: Config, estimator: str,
         for index, seed in jobs]
   return [job.image_index for job in jobs], batch_lib.run_jobs(
       jobs, config, progress=progress, strategy=strategy, pad_to=pad_to)
+
+
+def _finished_elsewhere(row: Row, process: int, output_dir: str, x4: bool,
+                        sr: bool) -> None:
+  """Marks a row of another process's share by the files it left."""
+  if outputs_complete(output_dir, row["name"], x4, sr):
+    row.update(status="ok", message=f"estimated by process {process}")
+  else:
+    row.update(status="error", message=f"process {process} wrote no "
+               "outputs (see its messages)")
 
 
 def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
@@ -261,10 +280,13 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
       (`batch.default_strategy`).
     summary: also write `<output_dir>/summary.csv` (a row per path) and
       the contact sheet `kernels.png` (`outputs.write_summary`), unless
-      every image failed (nothing is written then).
+      every image failed (nothing is written then). With several
+      processes only process 0 writes them, once every process is done.
 
   Returns:
-    One row per path, in input order: name, path, status ('ok',
+    One row per path (with several processes: per path of this process's
+    share, and the call returns once every process is done), in input
+    order: name, path, status ('ok',
     'skipped', 'error'), message, and for 'ok' seconds (of its batch),
     kernel_size, reliability (the headline score), written (paths) and,
     for a kernel that looks unreliable, a warning. An 'error' that is not
@@ -286,12 +308,16 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
   strategy = strategy or batch_lib.default_strategy()
   rows = plan(paths, output_dir, config, overwrite, sr is not None,
               skip_done)
-  pending = [i for i, r in enumerate(rows) if r["status"] == PENDING]
+  several = batch_lib.several_processes()
+  # Planned over every path, so names are unique across the shares.
+  mine = (batch_lib.process_share(range(len(rows))) if several
+          else range(len(rows)))
+  pending = [i for i in mine if rows[i]["status"] == PENDING]
   batch_size = min(batch_size or batch_lib.default_batch_size(),
                    max(len(pending), 1))
   todo, queue = iter(pending), collections.deque()
   jobs, by_index, writes = [], {}, []
-  with _pool(rows, queue) as pool:
+  with _pool([rows[i] for i in mine], queue) as pool:
     def top_up():  # Prepares up to two batches ahead, in input order.
       while len(queue) < 2 * batch_size:
         index = next(todo, None)
@@ -331,9 +357,20 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
   for row in rows:
     row.pop("folder", None)
     row.pop("image_info", None)
+  if several:
+    batch_lib.wait_for_processes(f"kernelgan_jax.files.{next(_BARRIERS)}")
+    if not summary or jax.process_index() != 0:
+      return [rows[i] for i in mine]
+    count, own = jax.process_count(), [rows[i] for i in mine]
+    for i, row in enumerate(rows):
+      if row["status"] == PENDING:  # Process i % count's (`process_share`).
+        _finished_elsewhere(row, i % count, output_dir, config.x4,
+                            sr is not None)
+  else:
+    own = rows
   if summary and any(r["status"] != "error" for r in rows):
     outputs.write_summary(output_dir, rows, config.x4, sr is not None)
-  return rows
+  return own
 
 
 def format_table(rows: Sequence[Row]) -> str:

@@ -70,12 +70,12 @@ def _host_available() -> Optional[int]:
 
 def memory_available() -> Optional[int]:
   """Bytes free for this run: `KERNELGAN_JAX_MEMORY_LIMIT_BYTES` if set,
-  else the first device's free memory (GPU, TPU), else the host's
+  else the first local device's free memory (GPU, TPU), else the host's
   (MemAvailable on Linux); None when unknown."""
   if os.environ.get(LIMIT_ENV):
     return int(os.environ[LIMIT_ENV])
   import jax  # pylint: disable=g-import-not-at-top
-  stats = jax.devices()[0].memory_stats()  # None on CPU.
+  stats = jax.local_devices()[0].memory_stats()  # None on CPU.
   if stats and "bytes_limit" in stats:
     return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
   return _host_available()
