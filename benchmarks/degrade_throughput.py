@@ -36,6 +36,9 @@ _RUNS = flags.DEFINE_integer("runs", 3, "Timed runs after the warm-up.")
 _RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
                                "Where the JSON and markdown go.")
 _NOTE = flags.DEFINE_string("note", "", "A line for the report.")
+_SCALE = flags.DEFINE_enum("scale", "2", ["2", "4"], "As degrade's --scale.")
+_NOISE_SIGMA = flags.DEFINE_float("noise_sigma", 0.0,
+                                  "As degrade's --noise_sigma.")
 
 HEIGHT, WIDTH = 1356, 2040
 
@@ -51,8 +54,7 @@ def hr_image(index: int) -> np.ndarray:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  # `degrade`'s own --scale and --noise_sigma.
-  scale, noise_sigma = int(flags.FLAGS.scale), flags.FLAGS.noise_sigma
+  scale, noise_sigma = int(_SCALE.value), _NOISE_SIGMA.value
   rng = np.random.default_rng(0)
   kernels = [div2krk.random_kernel_x2(rng) for _ in range(16)]
   pool = {"names": np.array([str(i) for i in range(16)]),

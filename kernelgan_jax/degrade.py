@@ -43,18 +43,6 @@ from kernelgan_jax import images
 from kernelgan_jax import outputs
 from kernelgan_jax import pool as pool_lib
 
-_HR = flags.DEFINE_string("hr", None, "Folder of HR images.")
-_POOL = flags.DEFINE_string(
-    "pool", None, "Kernel pool (.npz from python -m kernelgan_jax.pool).")
-_SCALE = flags.DEFINE_enum("scale", "2", ["2", "4"],
-                           "Downscaling factor; 4 uses the pool's x4 kernels.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
-                                  "Where the LR images and manifest go.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the kernel draws and noise.",
-                             lower_bound=0)
-_NOISE_SIGMA = flags.DEFINE_float(
-    "noise_sigma", 0.0, "Std dev of Gaussian noise added to the LR image "
-    "before rounding, in 8-bit levels (of 255).", lower_bound=0.0)
 
 MANIFEST = "manifest.jsonl"
 _ERROR = "kernelgan_jax.degrade: error:"
@@ -223,25 +211,43 @@ def _fail(message: str) -> None:
   sys.exit(1)
 
 
+def _define_flags() -> None:
+  """The command's flags, defined only when it runs as a command, so that
+  importing this module (tests, benchmarks) defines none."""
+  flags.DEFINE_string("hr", None, "Folder of HR images.")
+  flags.DEFINE_string(
+      "pool", None, "Kernel pool (.npz from python -m kernelgan_jax.pool).")
+  flags.DEFINE_enum("scale", "2", ["2", "4"],
+                    "Downscaling factor; 4 uses the pool's x4 kernels.")
+  flags.DEFINE_string("output_dir", None,
+                      "Where the LR images and manifest go.")
+  flags.DEFINE_integer("seed", 0, "Seed of the kernel draws and noise.",
+                       lower_bound=0)
+  flags.DEFINE_float(
+      "noise_sigma", 0.0, "Std dev of Gaussian noise added to the LR image "
+      "before rounding, in 8-bit levels (of 255).", lower_bound=0.0)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  for flag in (_HR, _POOL, _OUTPUT_DIR):
-    if not flag.value:
-      _fail(f"give --{flag.name}")
-  scale = int(_SCALE.value)
+  args = flags.FLAGS
+  for name in ("hr", "pool", "output_dir"):
+    if not getattr(args, name):
+      _fail(f"give --{name}")
+  scale = int(args.scale)
   try:
-    pool = pool_lib.load_pool(_POOL.value)
+    pool = pool_lib.load_pool(args.pool)
     kernels_for_scale(pool, scale)
-    paths = hr_files(_HR.value)
+    paths = hr_files(args.hr)
     counts = degrade_folder(
-        paths, pool, scale, _OUTPUT_DIR.value, _SEED.value,
-        _NOISE_SIGMA.value, _POOL.value,
+        paths, pool, scale, args.output_dir, args.seed,
+        args.noise_sigma, args.pool,
         report=lambda line: print(f"{_ERROR} {line}", file=sys.stderr))
   except (pool_lib.PoolError, OSError) as error:
     _fail(str(error))
   print(f"{counts['written']} written, {counts['skipped']} skipped (done "
-        f"before), {counts['failed']} failed: {_OUTPUT_DIR.value}")
+        f"before), {counts['failed']} failed: {args.output_dir}")
   if counts["failed"]:
     print(f"kernelgan_jax.degrade: {counts['failed']} file(s) failed",
           file=sys.stderr)
@@ -256,4 +262,5 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main, flags_parser=_parse_flags)

@@ -37,15 +37,6 @@ from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import outputs
 from kernelgan_jax import pictures
 
-_RESULTS = flags.DEFINE_string(
-    "results", None, "Folder of kernels (searched at any depth), e.g. the "
-    "command line's --output_dir.")
-_OUTPUT = flags.DEFINE_string(
-    "output", "pool.npz", "The pool file; its picture goes beside it "
-    "(<stem>.png).")
-_RECENTRE = flags.DEFINE_bool(
-    "recentre", False, "Move each kernel's centre of mass to the command "
-    "line's target (cubic-spline shift) instead of keeping it as found.")
 
 SCALES = (2, 4)
 # The arrays of a pool file. N kernels, in sorted name order; x4 entries of
@@ -258,18 +249,33 @@ def _fail(message: str) -> None:
   sys.exit(1)
 
 
+def _define_flags() -> None:
+  """The command's flags, defined only when it runs as a command, so that
+  importing this module (tests, `degrade`) defines none."""
+  flags.DEFINE_string(
+      "results", None, "Folder of kernels (searched at any depth), e.g. the "
+      "command line's --output_dir.")
+  flags.DEFINE_string(
+      "output", "pool.npz", "The pool file; its picture goes beside it "
+      "(<stem>.png).")
+  flags.DEFINE_bool(
+      "recentre", False, "Move each kernel's centre of mass to the command "
+      "line's target (cubic-spline shift) instead of keeping it as found.")
+
+
 def main(argv: list[str]) -> Optional[int]:
   if len(argv) > 1:
     _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not _RESULTS.value:
+  args = flags.FLAGS
+  if not args.results:
     _fail("give --results=FOLDER")
-  if not _OUTPUT.value.endswith(".npz"):
-    _fail(f"--output must end in .npz, got {_OUTPUT.value}")
+  if not args.output.endswith(".npz"):
+    _fail(f"--output must end in .npz, got {args.output}")
   try:
-    pool, errors = build_pool(_RESULTS.value, _RECENTRE.value)
+    pool, errors = build_pool(args.results, args.recentre)
     for error in errors:
       print(f"kernelgan_jax.pool: error: {error}", file=sys.stderr)
-    paths = write_pool(pool, _OUTPUT.value)
+    paths = write_pool(pool, args.output)
   except (PoolError, OSError) as error:
     _fail(str(error))
   print(f"{len(pool['names'])} kernels ({int(pool['has_x4'].sum())} with "
@@ -289,4 +295,5 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main, flags_parser=_parse_flags)
