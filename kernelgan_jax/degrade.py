@@ -30,13 +30,13 @@ import os
 import sys
 from typing import Callable, Optional
 
-from absl import app
 from absl import flags
 import imageio.v3 as iio
 import jax
 from jaxtyping import Float, UInt8
 import numpy as np
 
+from kernelgan_jax import commands
 from kernelgan_jax import degradation
 from kernelgan_jax import div2krk
 from kernelgan_jax import images
@@ -207,8 +207,7 @@ def degrade_folder(paths: list[str], pool: dict[str, np.ndarray], scale: int,
 
 
 def _fail(message: str) -> None:
-  print(f"{_ERROR} {message}", file=sys.stderr)
-  sys.exit(1)
+  commands.fail("kernelgan_jax.degrade", message)
 
 
 def _define_flags() -> None:
@@ -254,13 +253,6 @@ def main(argv: list[str]) -> None:
     sys.exit(1)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    _fail(str(error))
-
-
 if __name__ == "__main__":
   _define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  commands.run(main, "kernelgan_jax.degrade")

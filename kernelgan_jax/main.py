@@ -22,11 +22,11 @@ import sys
 import textwrap
 import traceback
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
 
+from kernelgan_jax import commands
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import outputs
 from kernelgan_jax import pipeline
@@ -174,8 +174,7 @@ def version() -> str:
 
 
 def _fail(message: str) -> None:
-  print(f"kernelgan_jax: error: {message}", file=sys.stderr)
-  sys.exit(1)
+  commands.fail("kernelgan_jax", message)
 
 
 def _input_paths() -> list[str]:
@@ -346,21 +345,9 @@ def main(argv: list[str]) -> None:
           + (f": {lines[0]}" if lines else ""))
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with a bad flag reported in one line, and our --help."""
-  if any(arg in ("-h", "-help", "--help", "-?", "--helpshort")
-         for arg in argv[1:]):
-    print(help_text())
-    sys.exit(0)
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    _fail(str(error))
-
-
 def run() -> None:
   """Console-script entry point."""
-  app.run(main, flags_parser=_parse_flags)
+  commands.run(main, "kernelgan_jax", help_text)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ import re
 import sys
 from typing import Optional
 
-from absl import app
 from absl import flags
 from jaxtyping import Bool, Float
 import imageio.v3 as iio
 import numpy as np
 from scipy import io as scipy_io
 
+from kernelgan_jax import commands
 from kernelgan_jax import ensemble
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import outputs
@@ -245,8 +245,7 @@ def write_pool(pool: dict[str, np.ndarray], path: str) -> list[str]:
 
 
 def _fail(message: str) -> None:
-  print(f"kernelgan_jax.pool: error: {message}", file=sys.stderr)
-  sys.exit(1)
+  commands.fail("kernelgan_jax.pool", message)
 
 
 def _define_flags() -> None:
@@ -287,13 +286,6 @@ def main(argv: list[str]) -> Optional[int]:
   return None
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    _fail(str(error))
-
-
 if __name__ == "__main__":
   _define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  commands.run(main, "kernelgan_jax.pool")

@@ -12,11 +12,11 @@ import os
 import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 
+from kernelgan_jax import commands
 from kernelgan_jax.prior import flow
 from kernelgan_jax.prior.training import (FRESH_KERNELS, VALIDATION_SEED,
                                           negative_log_likelihood, train,
@@ -36,17 +36,7 @@ _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
 
 
 def _fail(message: str) -> None:
-  print(f"kernelgan_jax.prior.train: error: {' '.join(message.split())}",
-        file=sys.stderr)
-  sys.exit(1)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with any flag error reported as one line."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    _fail(str(error))
+  commands.fail("kernelgan_jax.prior.train", message)
 
 
 def main(argv: list[str]) -> None:
@@ -86,7 +76,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
   """Console entry point."""
-  app.run(main, flags_parser=_parse_flags)
+  commands.run(main, "kernelgan_jax.prior.train")
 
 
 if __name__ == "__main__":
