@@ -1,5 +1,6 @@
 """What the package's command lines share: a one-line error and exit
-status 1, and absl's flag parsing with a bad flag reported that way."""
+status 1, an unexpected error in one line, and absl's flag parsing with a
+bad flag reported that way."""
 
 import sys
 from typing import Callable, NoReturn, Optional
@@ -13,6 +14,12 @@ def fail(program: str, message: str) -> NoReturn:
   print(f"{program}: error: {' '.join(str(message).split())}",
         file=sys.stderr)
   sys.exit(1)
+
+
+def error_line(error: BaseException) -> str:
+  """An unexpected error in one line: its type and its first line."""
+  lines = str(error).splitlines()
+  return type(error).__name__ + (f": {lines[0]}" if lines else "")
 
 
 def run(main: Callable[[list[str]], None], program: str,

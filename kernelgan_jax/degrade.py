@@ -132,9 +132,7 @@ def hr_files(hr_dir: str) -> list[str]:
   """The files in `hr_dir` (not hidden), sorted."""
   if not os.path.isdir(hr_dir):
     raise OSError(f"--hr: no such folder: {hr_dir}")
-  return [os.path.join(hr_dir, name) for name in sorted(os.listdir(hr_dir))
-          if not name.startswith(".")
-          and os.path.isfile(os.path.join(hr_dir, name))]
+  return images.files_in(hr_dir)
 
 
 def degrade_folder(paths: list[str], pool: dict[str, np.ndarray], scale: int,
@@ -163,7 +161,7 @@ def degrade_folder(paths: list[str], pool: dict[str, np.ndarray], scale: int,
   manifest = os.path.join(output_dir, MANIFEST)
   settings = {"scale": scale, "noise_sigma": noise_sigma, "seed": seed,
               "pool_digest": digest}
-  names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+  names = [outputs.image_name(p) for p in paths]
   planned = {name + ".png" for name in names}
   kept = {}  # lr -> record; the last line of a file wins.
   for record in _read_manifest(manifest):
@@ -188,8 +186,7 @@ def degrade_folder(paths: list[str], pool: dict[str, np.ndarray], scale: int,
     try:
       hr = images.read_image(path)
     except Exception as error:  # pylint: disable=broad-except
-      message = str(error).splitlines()[0] if str(error) else ""
-      report(f"{path}: {type(error).__name__}: {message}")
+      report(f"{path}: {commands.error_line(error)}")
       counts["failed"] += 1
       continue
     rng = image_rng(seed, name)

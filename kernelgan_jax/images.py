@@ -57,6 +57,14 @@ def as_float_rgb(image: np.ndarray) -> np.ndarray:
   return image[..., :3]
 
 
+def files_in(folder: str) -> list[str]:
+  """The paths of a folder's files (not hidden, not sub-folders), sorted:
+  what a command reads when given a folder of images."""
+  return [os.path.join(folder, name) for name in sorted(os.listdir(folder))
+          if not name.startswith(".")
+          and os.path.isfile(os.path.join(folder, name))]
+
+
 def read_image(path: str) -> np.ndarray:
   """Reads an image file as float64 in [0, 1], as a viewer shows it.
 

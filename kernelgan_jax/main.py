@@ -28,6 +28,7 @@ import jax
 
 from kernelgan_jax import commands
 from kernelgan_jax import config as config_lib
+from kernelgan_jax import images
 from kernelgan_jax import outputs
 from kernelgan_jax import pipeline
 from kernelgan_jax.estimate import estimator_config
@@ -189,10 +190,7 @@ def _input_paths() -> list[str]:
     return paths
   if not os.path.isdir(_INPUT_DIR.value):
     raise ValueError(f"--input_dir={_INPUT_DIR.value} is not a folder")
-  paths = sorted(os.path.join(_INPUT_DIR.value, f)
-                 for f in os.listdir(_INPUT_DIR.value)
-                 if not f.startswith("."))
-  paths = [p for p in paths if os.path.isfile(p)]
+  paths = images.files_in(_INPUT_DIR.value)
   if not paths:
     raise ValueError(f"--input_dir={_INPUT_DIR.value} holds no file")
   return paths
@@ -340,9 +338,7 @@ def main(argv: list[str]) -> None:
   except Exception as error:  # pylint: disable=broad-except
     if _VERBOSE.value:
       traceback.print_exc()
-    lines = str(error).splitlines()
-    _fail(f"{given[0]}: {type(error).__name__}"
-          + (f": {lines[0]}" if lines else ""))
+    _fail(f"{given[0]}: {commands.error_line(error)}")
 
 
 def run() -> None:

@@ -32,6 +32,7 @@ import jax
 import numpy as np
 
 from kernelgan_jax import batch as batch_lib
+from kernelgan_jax import commands
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import ensemble
 from kernelgan_jax import estimate as estimate_lib
@@ -106,8 +107,7 @@ def plan(paths: Sequence[str], output_dir: str, config: Config,
 def _unexpected(rows: Sequence[Row], error: Exception) -> None:
   """Marks rows failed by an error that is not the input's fault (e.g. out
   of memory): its type and first line, and the traceback."""
-  lines = str(error).splitlines()
-  message = type(error).__name__ + (f": {lines[0]}" if lines else "")
+  message = commands.error_line(error)
   trace = "".join(traceback.format_exception(
       type(error), error, error.__traceback__))
   for row in rows:

@@ -94,17 +94,12 @@ def read_kernel(path: str) -> Float[np.ndarray, "h w"]:
     PoolError: unreadable, not 2-D, not finite, or not a positive sum.
   """
   try:
-    if path.endswith(".mat"):
-      contents = scipy_io.loadmat(path)
-      if "Kernel" not in contents:
-        raise PoolError(f"{path}: no variable 'Kernel'")
-      kernel = contents["Kernel"]
-    else:
-      kernel = np.load(path, allow_pickle=False)
+    kernel = (scipy_io.loadmat(path).get("Kernel") if path.endswith(".mat")
+              else np.load(path, allow_pickle=False))
   except (OSError, ValueError) as error:
-    if isinstance(error, PoolError):
-      raise
     raise PoolError(f"{path}: {error}") from error
+  if kernel is None:
+    raise PoolError(f"{path}: no variable 'Kernel'")
   kernel = np.asarray(kernel, np.float64)
   if kernel.ndim != 2 or min(kernel.shape) < 1:
     raise PoolError(f"{path}: a kernel must be 2-D, got shape {kernel.shape}")
