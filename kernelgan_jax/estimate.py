@@ -38,7 +38,8 @@ def estimate_from_raw(raw_kernel: np.ndarray, history: dict[str, np.ndarray],
   return KernelEstimate(
       kernel_x2=kernel_x2,
       kernel_x4=kernel_lib.analytic_kernel_x4(kernel_x2.astype(np.float64)),
-      raw_kernel=raw_kernel, history=history, seed=seed)
+      raw_kernel=raw_kernel, history=history, seed=seed,
+      estimator="fkp_lite" if config.generator == "prior" else "kernelgan")
 
 
 def estimator_config(config: Optional[Config], estimator: str) -> Config:

@@ -613,7 +613,8 @@ def estimate_from_kernel(raw_kernel: np.ndarray,
   return KernelEstimate(
       kernel_x2=kernel_x2,
       kernel_x4=kernel_lib.analytic_kernel_x4(kernel_x2.astype(np.float64)),
-      raw_kernel=np.asarray(raw_kernel), history=history, seed=seed)
+      raw_kernel=np.asarray(raw_kernel), history=history, seed=seed,
+      estimator="fkp")
 
 
 def from_config(config: Optional[Config | FkpConfig]) -> FkpConfig:

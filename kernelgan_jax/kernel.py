@@ -252,9 +252,12 @@ class KernelEstimate:
     raw_kernel: the 13x13 kernel folded out of the trained G.
     history: per-iteration losses and the bicubic weight, numpy arrays.
     seed: the seed of the run.
+    estimator: the estimator whose kernel this is (`estimate.ESTIMATORS`;
+      'select' keeps one of its candidates' names).
   """
   kernel_x2: Float[np.ndarray, "s s"]
   kernel_x4: Float[np.ndarray, "t t"]
   raw_kernel: Float[np.ndarray, "13 13"]
   history: dict[str, np.ndarray]
   seed: int
+  estimator: str = "kernelgan"

@@ -193,6 +193,8 @@ def _write(row: Row, estimates, image: np.ndarray, config: Config,
            "batch_images": batch_images}
   if batch_lib.several_processes():
     extra["process"] = jax.process_index()
+  if estimator == "select":
+    extra["selected"] = [e.estimator for e in estimates]
   if len(estimates) > 1:
     extra.update(ensemble.ensemble_log(estimates, method))
   sr_image = None

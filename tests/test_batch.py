@@ -205,5 +205,7 @@ def test_select_keeps_one_of_its_candidates_per_image_and_seed(images):
                 for name in ("kernelgan", "fkp_lite")]
   for i in range(len(images)):
     for s in range(len(SEEDS)):
-      assert any(np.array_equal(chosen[i][s].kernel_x2, c[i][s].kernel_x2)
-                 for c in candidates)
+      kept = [c[i][s] for c in candidates
+              if np.array_equal(chosen[i][s].kernel_x2, c[i][s].kernel_x2)]
+      assert kept and chosen[i][s].estimator == kept[0].estimator
+  assert {c[0][0].estimator for c in candidates} == {"kernelgan", "fkp_lite"}
