@@ -8,11 +8,8 @@ training works on crops and costs a fixed amount:
 
 about three float32 activations of `width` channels alive at once, and some
 ten C-channel images (the bicubic upscale, the output, back-projection's
-terms). Measured on CPU, the peak RSS of `python -m kernelgan_jax.main --sr`
-above a process that has imported JAX (234 MiB) was 705, 870, 1131 and 1551
-MiB for x2 outputs of 0.09, 0.36, 0.81 and 1.44 Mpx (the formula: 776,
-1005, 1386, 1919); the whole-image pass alone took 640 to 790 bytes per
-output pixel (the formula: 888 for RGB).
+terms). Calibrated against peak RSS of real runs on CPU, an upper bound
+(benchmarks/results/zssr-memory-cpu2-2026-11-30.md).
 """
 
 import os
