@@ -8,9 +8,9 @@ tiled and cropped, each flipped/rolled differently), a pool of DIV2KRK-style
 x2 kernels, then, per batch size, runs `degrade.degrade_folder` (read, blur
 and subsample under jit, noise, quantise, atomic PNG write, manifest) into
 a fresh folder: once to warm up (compiling for the canvas), then `--runs`
-timed runs. Reports the median images per second, and the median time per
+timed runs. Reports the median images per second, the median time per
 image of the jitted blur alone (`degrade.downscale_batch` on a batch of
-that size). Writes
+that size), and of reading one HR image. Writes
 benchmarks/results/degrade-<device>-<date><stem_suffix>.{json,md}.
 """
 
@@ -75,7 +75,12 @@ def main(argv: Sequence[str]) -> None:
     for i in range(_IMAGES.value):
       iio.imwrite(os.path.join(hr_dir, f"hr{i:02d}.png"), hr_image(i))
     paths = degrade.hr_files(hr_dir)
-    image = images.read_image(paths[0]).astype(np.float32)
+    read_seconds = []
+    for run in range(_RUNS.value + 1):
+      start = time.perf_counter()
+      image = images.read_image(paths[0]).astype(np.float32)
+      if run:
+        read_seconds.append(time.perf_counter() - start)
     for batch_size in map(int, _BATCH_SIZES.value):
       seconds, blur_seconds = [], []
       load_average = os.getloadavg()
@@ -121,7 +126,9 @@ def main(argv: Sequence[str]) -> None:
       "vmap, float32), noise, quantise, atomic PNG write, manifest line. "
       "Per batch size one warm-up run (compiles for the canvas), then "
       f"{len(row['run_seconds'])} timed runs; median. The blur alone: "
-      "`degrade.downscale_batch` on a batch of that size, per image.",
+      "`degrade.downscale_batch` on a batch of that size, per image. "
+      "Reading one HR PNG alone (`images.read_image`, then float32): "
+      f"{statistics.median(read_seconds):.3f} s (median).",
       "",
       "| batch size | images per second | seconds per image | "
       "jitted blur alone, s per image | load average before (1, 5, 15 min) |",
@@ -137,6 +144,8 @@ def main(argv: Sequence[str]) -> None:
         "image) " + ", ".join(f"{s:.3f}" for s in r["blur_seconds_per_image"])
         + "." for r in rows),
       ""])
+  for r in rows:
+    r["read_seconds"] = read_seconds
   machine.save_results(
       _RESULTS.value,
       f"degrade-{meta['device']}-{meta['date']}{_STEM_SUFFIX.value}", meta,
