@@ -65,6 +65,7 @@ def _downscale_canvases(canvases: Float[jax.Array, "n h w c"],
                         kernels: Float[jax.Array, "n k k"],
                         sizes: Int[jax.Array, "n 2"], scale: int
                         ) -> Float[jax.Array, "n h2 w2 c"]:
+  """`degradation.downscale` of each canvas's top-left `sizes[i]` image."""
   return jax.vmap(lambda canvas, kernel, size: degradation.downscale(
       canvas, kernel, scale, size=size))(canvases, kernels, sizes)
 
