@@ -15,9 +15,11 @@ padding='valid' it is G's forward (no borders), as training runs it.
 scores on the host.
 """
 
+from typing import Optional
+
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 import numpy as np
 from scipy import ndimage
 
@@ -63,18 +65,80 @@ def _valid_banded(image_hwc: Float[Array, 'h w c'],
   return jnp.einsum('iaxc,axj->ijc', rows, banded)
 
 
+def _reflect_index(index: Int[Array, 'n'], size: Int[Array, '']
+                   ) -> Int[Array, 'n']:
+  """Where index (any integer) lands in [0, size) under 'symmetric'
+  reflection (d c b a | a b c d | d c b a), repeated as often as needed."""
+  folded = jnp.mod(index, 2 * size)
+  return jnp.where(folded < size, folded, 2 * size - 1 - folded)
+
+
+def _reflect_pad(canvas_chw: Float[Array, 'c h w'], size_hw: Int[Array, '2'],
+                 kernel_shape: tuple[int, int]) -> Float[Array, 'c hp wp']:
+  """The canvas's top-left size_hw image, padded as numpy's 'symmetric' for
+  a 'valid' correlation with a kernel_shape kernel; the rest is arbitrary.
+
+  `size_hw` may be traced, so one program serves every image that fits the
+  canvas: only the border strips are gathered, the body is copied.
+  """
+  padded = canvas_chw
+  for axis in (1, 2):
+    before, after = _symmetric_pad_widths(kernel_shape[axis - 1])
+    size = size_hw[axis - 1]
+    top = jnp.take(padded, _reflect_index(jnp.arange(-before, 0), size),
+                   axis=axis)
+    bottom = jnp.take(padded, _reflect_index(size + jnp.arange(after), size),
+                      axis=axis)
+    zeros = jnp.zeros_like(bottom)
+    padded = jax.lax.dynamic_update_slice_in_dim(
+        jnp.concatenate([top, padded, zeros], axis=axis), bottom,
+        before + size, axis=axis)
+  return padded
+
+
+def _valid_strided(padded_chw: Float[Array, 'c h w'],
+                   kernel_kk: Float[Array, 'kh kw'],
+                   stride: int) -> Float[Array, 'c h2 w2']:
+  """Valid correlation at every stride-th pixel: a sum of kh * kw strided
+  slices, which XLA fuses, so only kept pixels are computed.
+
+  Each kernel row's taps are summed first and the row sums pairwise: on
+  XLA:CPU that is faster than one chain of all taps and than a strided
+  one-feature `lax.conv`, and as accurate as the conv at HIGHEST.
+  """
+  channels, h, w = padded_chw.shape
+  size_h, size_w = kernel_kk.shape
+  out_h, out_w = (h - size_h) // stride + 1, (w - size_w) // stride + 1
+  rows = []
+  for a in range(size_h):
+    row = None
+    for b in range(size_w):
+      tap = kernel_kk[a, b] * jax.lax.slice(
+          padded_chw, (0, a, b),
+          (channels, a + stride * (out_h - 1) + 1,
+           b + stride * (out_w - 1) + 1), (1, stride, stride))
+      row = tap if row is None else row + tap
+    rows.append(row)
+  while len(rows) > 1:
+    pairs = [rows[i] + rows[i + 1] for i in range(0, len(rows) - 1, 2)]
+    rows = pairs + rows[len(rows) - len(rows) % 2:]
+  return rows[0]
+
+
 def downscale(image_hwc: Float[Array, 'h w *c'],
               kernel_kk: Float[Array, 'kh kw'], scale: int = 2,
-              padding: str = 'reflect') -> Float[Array, 'h2 w2 *c']:
+              padding: str = 'reflect',
+              size: Optional[Int[Array, '2']] = None
+              ) -> Float[Array, 'h2 w2 *c']:
   """Blurs every channel with `kernel_kk` and keeps every `scale`-th pixel.
 
   With padding='reflect' (the degradation model) it equals, per channel c,
   `scipy.ndimage.correlate(image_hwc[..., c], kernel_kk, mode='reflect')`
   `[::scale, ::scale]` (`downscale_np`), but only the kept pixels are
-  computed: one strided `lax.conv` at the highest precision, in the result
-  dtype of image and kernel. With padding='valid' it is G's forward through
-  its kernel (spec 7.1): no borders, output pixel (i, j) correlates the
-  window from (scale i, scale j), computed in the inputs' own dtype and
+  computed, as sums of shifted strided slices in the result dtype of image
+  and kernel (`_valid_strided`). With padding='valid' it is G's forward
+  through its kernel (spec 7.1): no borders, output pixel (i, j) correlates
+  the window from (scale i, scale j), computed in the inputs' own dtype and
   default precision by `_valid_banded`, which trains faster.
 
   Args:
@@ -84,6 +148,11 @@ def downscale(image_hwc: Float[Array, 'h w *c'],
       rectangular (kh, kw) kernel also works). It is not normalised here.
     scale: Integer subsampling factor (static under jit).
     padding: 'reflect' or 'valid' (static under jit).
+    size: With 'reflect' only: the image is `image_hwc[:size[0], :size[1]]`
+      (the rest of this canvas is ignored) and only the result's top-left
+      (ceil(size[0] / scale), ceil(size[1] / scale)) is its downscale, the
+      rest arbitrary. It may be traced (under jit and vmap), so one program
+      serves images of many sizes on one canvas.
 
   Returns:
     Array of shape (ceil(H / scale), ceil(W / scale), C) with 'reflect',
@@ -95,10 +164,13 @@ def downscale(image_hwc: Float[Array, 'h w *c'],
     kernel_kk = jnp.asarray(kernel_kk)
   elif padding != 'valid':
     raise ValueError(f"padding must be 'reflect' or 'valid', got {padding!r}")
+  elif size is not None:
+    raise ValueError("size is for padding='reflect' only")
   if kernel_kk.ndim != 2:
     raise ValueError(f'kernel must be 2-D (k, k), got {kernel_kk.shape}')
   if image_hwc.ndim == 2:
-    return downscale(image_hwc[..., None], kernel_kk, scale, padding)[..., 0]
+    return downscale(image_hwc[..., None], kernel_kk, scale, padding,
+                     size)[..., 0]
   if image_hwc.ndim != 3:
     raise ValueError(f'image must be (H, W, C), got {image_hwc.shape}')
   if padding == 'valid':
@@ -106,20 +178,13 @@ def downscale(image_hwc: Float[Array, 'h w *c'],
   dtype = jnp.result_type(image_hwc.dtype, kernel_kk.dtype)
   if not jnp.issubdtype(dtype, jnp.floating):
     dtype = jnp.float32
-  pad_rows = _symmetric_pad_widths(kernel_kk.shape[0])
-  pad_cols = _symmetric_pad_widths(kernel_kk.shape[1])
-  # Channels become the batch of a single-feature convolution: (C, 1, H, W).
-  image_c1hw = jnp.transpose(image_hwc.astype(dtype), (2, 0, 1))[:, None]
-  padded = jnp.pad(image_c1hw, ((0, 0), (0, 0), pad_rows, pad_cols),
-                   mode='symmetric')
-  out_c1hw = jax.lax.conv_general_dilated(
-      padded,
-      kernel_kk.astype(dtype)[None, None],
-      window_strides=(scale, scale),
-      padding='VALID',
-      dimension_numbers=('NCHW', 'OIHW', 'NCHW'),
-      precision=jax.lax.Precision.HIGHEST)
-  return jnp.transpose(out_c1hw[:, 0], (1, 2, 0))
+  if size is None:
+    size = image_hwc.shape[:2]
+  # Channels first: the slices then run along contiguous rows.
+  padded = _reflect_pad(jnp.transpose(image_hwc.astype(dtype), (2, 0, 1)),
+                        jnp.asarray(size), kernel_kk.shape)
+  out_chw = _valid_strided(padded, kernel_kk.astype(dtype), scale)
+  return jnp.transpose(out_chw, (1, 2, 0))
 
 
 def downscale_np(image_hwc: Float[np.ndarray, 'h w *c'],

@@ -185,3 +185,32 @@ def test_unknown_padding_raises():
   with pytest.raises(ValueError, match='padding'):
     degradation.downscale(np.zeros((8, 8, 1)), np.ones((3, 3)),
                           padding='same')
+
+
+@pytest.mark.parametrize('kernel_shape', [(11, 11), (4, 7), (1, 1)])
+def test_size_on_a_canvas_equals_each_image_alone(kernel_shape):
+  rng = np.random.default_rng(5)
+  shapes = [(17, 23), (24, 9), (3, 5)]  # (3, 5): kernel larger than image.
+  canvas = np.full((len(shapes), 25, 30, 2), np.nan, np.float32)
+  kernels = rng.random((len(shapes), *kernel_shape)).astype(np.float32)
+  kernels /= kernels.sum(axis=(1, 2), keepdims=True)
+  for i, (h, w) in enumerate(shapes):
+    canvas[i, :h, :w] = rng.random((h, w, 2))
+  fn = jax.jit(jax.vmap(
+      lambda x, k, size: degradation.downscale(x, k, 3, size=size)))
+  got = np.asarray(fn(canvas, kernels, np.array(shapes)))
+  assert got.shape == (3, 9, 10, 2)
+  alone_fn = jax.jit(degradation.downscale, static_argnames='scale')
+  for i, (h, w) in enumerate(shapes):
+    alone = alone_fn(canvas[i, :h, :w], kernels[i], scale=3)
+    np.testing.assert_array_equal(got[i, :-(-h // 3), :-(-w // 3)], alone)
+    np.testing.assert_allclose(
+        alone, _scipy_downscale(canvas[i, :h, :w].astype(np.float64),
+                                kernels[i].astype(np.float64), 3),
+        atol=1e-6)
+
+
+def test_size_only_with_reflect():
+  with pytest.raises(ValueError, match='size'):
+    degradation.downscale(np.zeros((8, 8, 1)), np.ones((3, 3)),
+                          padding='valid', size=(8, 8))

@@ -5,7 +5,9 @@ import os
 import subprocess
 import sys
 
+import chex
 import imageio.v3 as iio
+import jax
 import numpy as np
 import pytest
 
@@ -129,3 +131,59 @@ def test_draws_depend_on_seed_and_name_only(tmp_path):
   degrade.degrade_folder(paths, pool, 2, str(tmp_path / "c"), seed=2)
   c = {r["lr"]: r["kernel_index"] for r in read_manifest(tmp_path / "c")}
   assert c != {k: r["kernel_index"] for k, r in a.items()}
+
+
+def test_one_program_for_many_sizes_and_same_bytes_per_batch_size(
+    tmp_path, monkeypatch):
+  rng = np.random.default_rng(1)
+  hr = tmp_path / "hr"
+  hr.mkdir()
+  shapes = [(40, 60, 3), (50, 33, 3), (37, 61), (64, 64, 3)]
+  for i, shape in enumerate(shapes):
+    iio.imwrite(hr / f"im{i}.png", (rng.random(shape) * 255).astype(np.uint8))
+  kernels = [div2krk.random_kernel_x2(rng, 13) for _ in range(4)]
+  pool = {"names": np.array([str(i) for i in range(4)]),
+          "kernels_x2": pool_lib.on_canvas(kernels, 2)}
+  paths = degrade.hr_files(str(hr))
+  outs = {}
+  for batch_size in (4, 1):
+    # Portrait, landscape, gray and RGB images of several sizes: one
+    # compiled blur.
+    chex.clear_trace_counter()
+    monkeypatch.setattr(degrade, "_downscale_jit", jax.jit(
+        chex.assert_max_traces(degrade._downscale_canvases, n=1),
+        static_argnames="scale"))
+    out = tmp_path / f"lr{batch_size}"
+    counts = degrade.degrade_folder(paths, pool, 2, str(out), seed=5,
+                                    noise_sigma=1.0, batch_size=batch_size)
+    assert counts["written"] == len(shapes)
+    outs[batch_size] = out
+  for i, shape in enumerate(shapes):
+    name = f"im{i}.png"
+    assert ((outs[4] / name).read_bytes() == (outs[1] / name).read_bytes())
+  for record in read_manifest(outs[1]):
+    lr = iio.imread(outs[1] / record["lr"])
+    hr_image = images.read_image(record["hr"])
+    assert lr.shape == (-(-hr_image.shape[0] // 2),
+                        -(-hr_image.shape[1] // 2), *hr_image.shape[2:])
+
+
+def test_downscale_batch_equals_downscale_np():
+  rng = np.random.default_rng(2)
+  hrs = [rng.random((30, 41, 3)), rng.random((45, 20, 3)), rng.random((9, 9))]
+  kernels = [div2krk.random_kernel_x2(rng, 13) for _ in hrs]
+  lrs = degrade.downscale_batch(hrs, kernels, 2, slots=4)
+  for hr, kernel, lr in zip(hrs, kernels, lrs):
+    expected = degradation.downscale_np(hr, kernel, 2)
+    assert lr.dtype == np.float32 and lr.shape == expected.shape
+    np.testing.assert_allclose(lr, expected, atol=1e-6)
+    np.testing.assert_array_equal(degrade.noisy_quantize(lr),
+                                  div2krk.quantize(expected))
+
+
+def test_canvas_and_slots():
+  assert degrade.canvas_shape([(1356, 2040, 3), (2040, 1200)]) == (1408,
+                                                                   2048)
+  assert degrade.batch_slots((1408, 2048), 4) == 4
+  assert degrade.batch_slots((2048, 4096), 4) == 2
+  assert degrade.batch_slots((8192, 8192), 4) == 1
