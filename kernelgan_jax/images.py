@@ -41,17 +41,23 @@ _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
           (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
 
+def _check_shape(image: np.ndarray) -> None:
+  """Raises ImageError unless `image` is H x W (x 1-4 channels)."""
+  if not (image.ndim == 2 or (image.ndim == 3
+                              and image.shape[-1] in (1, 2, 3, 4))):
+    raise ImageError(
+        f"expected an H x W (x 1-4 channels) image, got shape {image.shape}")
+
+
 def as_float_rgb(image: np.ndarray) -> np.ndarray:
   """uint8/uint16 or float [0, 1] images, gray or RGB(A), as float64 RGB."""
   image = np.asarray(image)
+  _check_shape(image)
   if np.issubdtype(image.dtype, np.integer):
     image = image / float(np.iinfo(image.dtype).max)
   image = image.astype(np.float64)
   if image.ndim == 2:
     image = image[..., None]
-  if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
-    raise ImageError(
-        f"expected an H x W (x 1-4 channels) image, got shape {image.shape}")
   if image.shape[-1] in (1, 2):  # Gray, or gray + alpha.
     image = np.repeat(image[..., :1], 3, axis=-1)
   return image[..., :3]
@@ -94,23 +100,23 @@ def read_image_info(path: str) -> tuple[np.ndarray, dict]:
     raise ImageError(f"no such file: {path}")
   if os.path.isdir(path):
     raise ImageError(f"{path} is a directory, not an image file")
-  meta, info = _pillow_metadata(path), {}
+  info = {}
   try:
     with open(path, "rb") as f:
       head = f.read(29)
     if (head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR"
         and head[24] == 16 and head[25] in _DEEP_PNG_CHANNELS):
+      meta = _pillow_metadata(path)
       with open(path, "rb") as f:
         image = _decode_deep_png(f.read())
-    elif meta.get("mode") in _CONVERT_TO_RGB:
-      image = iio.imread(path, plugin="pillow", mode="RGB")
-      info["converted_from"] = meta["mode"]
     else:
-      image = iio.imread(path)
+      image, meta = _read_pixels(path)
+      if meta.get("mode") in _CONVERT_TO_RGB:
+        info["converted_from"] = meta["mode"]
   except Exception as error:  # imageio raises many types for bad files.
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
     raise ImageError(f"cannot read {path} as an image ({reason})") from None
-  as_float_rgb(image)  # Validates the shape.
+  _check_shape(image)
   try:
     orientation = int(meta["Orientation"])
   except (KeyError, TypeError, ValueError):
@@ -131,6 +137,23 @@ def read_image_info(path: str) -> tuple[np.ndarray, dict]:
         f"{path} is a float image with values in [{low:.6g}, {high:.6g}], "
         "not in [0, 1]: rescale it (e.g. divide 0-255 data by 255)")
   return image, info
+
+
+def _read_pixels(path: str) -> tuple[np.ndarray, dict]:
+  """The pixels, read by the plugin imageio picks (as `iio.imread`), with
+  other colour spaces as RGB, and Pillow's view of the file (mode, EXIF
+  tags). Reading a PNG's EXIF decodes it (the tags may follow the pixels),
+  so where imageio picks Pillow both come from one open file."""
+  with iio.imopen(path, "r", legacy_mode=False) as file:
+    if type(file).__name__ == "PillowPlugin":
+      meta = file.metadata(exclude_applied=False)
+      if meta.get("mode") in _CONVERT_TO_RGB:
+        return file.read(mode="RGB"), meta
+      return file.read(), meta
+    meta = _pillow_metadata(path)
+    if meta.get("mode") in _CONVERT_TO_RGB:
+      return iio.imread(path, plugin="pillow", mode="RGB"), meta
+    return file.read(), meta
 
 
 def _pillow_metadata(path: str) -> dict:
