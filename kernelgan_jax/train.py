@@ -97,8 +97,14 @@ def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
   return data_key, init_key
 
 
+@functools.partial(jax.jit, static_argnames="config")
 def init_state(key: jax.Array, config: Config) -> GanState:
-  """Fresh networks, optimisers and schedule from one key."""
+  """Fresh networks, optimisers and schedule from one key.
+
+  Jitted: built op by op, the state costs a dispatch per weight and
+  optimiser slot; compiled, it is one program the persistent compilation
+  cache keeps.
+  """
   nets = networks(config)
   g_key, d_key, run_key = jax.random.split(key, 3)
   g_params = _initial_generator(g_key, config)
@@ -120,11 +126,20 @@ def generator_kernel(g_def: nnx.GraphDef, g_params: nnx.State
 def final_kernel(state: GanState, config: Config) -> np.ndarray:
   """The 13x13 kernel of a state's generator (or of a stack of states), on
   the host, folded at `config.matmul_precision`."""
+  return np.asarray(_jitted_fold(config, np.ndim(state.step))(
+      state.g_params))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_fold(config: Config, batch_dims: int) -> Callable:
+  """G's kernel fold, vmapped over `batch_dims` leading axes, jitted."""
   fold = networks(config).kernel_of
-  for _ in range(np.ndim(state.step)):
+  for _ in range(batch_dims):
     fold = jax.vmap(fold)
-  with jax.default_matmul_precision(config.matmul_precision):
-    return np.asarray(fold(state.g_params))
+  def folded(g_params):
+    with jax.default_matmul_precision(config.matmul_precision):
+      return fold(g_params)
+  return jax.jit(folded)
 
 
 def _discriminate(d_def, d_params, d_stats, patches):
