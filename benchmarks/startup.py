@@ -11,7 +11,7 @@ loading the scanned chunk's executable (`programs`, as the command line
 does), the first chunk of iterations (50), and the rest of the run
 (`--iters`).
 Medians over `--runs` processes. Writes
-benchmarks/results/startup-<device>-<date>.{json,md}.
+benchmarks/results/startup[-<tag>]-<device>-<date>.{json,md}.
 """
 
 import json
@@ -32,6 +32,7 @@ _RUNS = flags.DEFINE_integer("runs", 3, "Timed processes.")
 _ITERS = flags.DEFINE_integer("iters", 3000, "Iterations of the run.")
 _RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
                                "Where the JSON and markdown go.")
+_TAG = flags.DEFINE_string("tag", "", "Inserted into the results' names.")
 
 WORKER = r"""
 import time
@@ -114,7 +115,8 @@ def main(argv: Sequence[str]) -> None:
   lines.append(f"| **total** | {median['total']:.2f} | |")
   print(json.dumps(median))
   machine.save_results(_RESULTS.value,
-                       f"startup-{meta['device']}-{meta['date']}", meta,
+                       "-".join(["startup"] + [_TAG.value] * bool(_TAG.value)
+                                + [meta["device"], meta["date"]]), meta,
                        runs, "\n".join(lines) + "\n")
 
 

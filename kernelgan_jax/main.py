@@ -83,8 +83,9 @@ _VERBOSE = flags.DEFINE_bool(
 _VERSION = flags.DEFINE_bool("version", False, "Print the version and exit.")
 _CACHE_DIR = flags.DEFINE_string(
     "compile_cache", os.path.join("~", ".cache", "kernelgan_jax", "xla"),
-    "Folder of JAX's persistent compilation cache, so later runs skip "
-    "compiling the train step; empty to disable.")
+    "Folder of JAX's persistent compilation cache and of the train step's "
+    "executables (programs/), so later runs skip compiling and tracing "
+    "it; empty to disable.")
 _SR = flags.DEFINE_bool(
     "sr", False, "Then super-resolve the image with ZSSR and the estimated "
     "kernel(s): ZSSR_<name>.png (x2, or x4 with --x4).")

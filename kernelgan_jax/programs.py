@@ -10,7 +10,8 @@ executable `jax.experimental.serialize_executable` wrote there, keyed by a
 name, the caller's key (the config), the arguments' structure, shapes and
 placement, and everything else that changes the traced program (this
 package's source, the versions of jax, jaxlib, flax and optax, JAX's
-settings, the backend); without one it compiles and writes it.
+settings, the backend); without one it compiles and writes it. Not with
+several processes (`jax.distributed`), nor for the vmapped batch path.
 
 Loading an executable runs code from the folder, as JAX's own cache does:
 use only a folder of your own.
@@ -54,8 +55,8 @@ def stored(name: str, jitted: Callable, key: str, *,
     A function of the same arguments and results.
   """
   folder = _state["folder"]
-  if folder is None:
-    return jitted
+  if folder is None or jax.distributed.is_initialized():
+    return jitted  # Several processes would write each other's devices.
   def load(*args) -> Callable:
     """The executable for these arguments (loaded or compiled once)."""
     leaves, tree = jax.tree.flatten(args)
@@ -105,7 +106,7 @@ def _load_or_compile(path: str, jitted: Callable, args: tuple,
   if not _hits.count:
     try:
       _write(path, serialize_executable.serialize(compiled))
-    except (OSError, ValueError, NotImplementedError) as error:
+    except Exception as error:  # pylint: disable=broad-except
       logging.warning("cannot keep %s: %s", path, error)
   return compiled
 
