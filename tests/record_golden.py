@@ -48,7 +48,7 @@ def main() -> None:
     print(f"{key}: max |today - stored| = "
           f"{np.abs(value - stored[key]).max():.3g}")
   if "--check" not in sys.argv:
-    np.savez(GOLDEN, **arrays)
+    np.savez_compressed(GOLDEN, **arrays)
     print(f"wrote {GOLDEN}")
 
 
