@@ -7,10 +7,11 @@ compilation cache (filled by a first, untimed process), and times each
 phase from the start of the process: the interpreter, importing the
 command line (`kernelgan_jax.main`), starting the backend, reading the
 image, preparing the data (maps, crop corners), initialising the state,
-tracing and lowering the scanned chunk, loading it from the cache, the
-first chunk of iterations (50), and the rest of the run (`--iters`).
+loading the scanned chunk's executable (`programs`, as the command line
+does), the first chunk of iterations (50), and the rest of the run
+(`--iters`).
 Medians over `--runs` processes. Writes
-benchmarks/results/startup-<device>-<date>.{json,md}.
+benchmarks/results/startup[-<tag>]-<device>-<date>.{json,md}.
 """
 
 import json
@@ -31,6 +32,7 @@ _RUNS = flags.DEFINE_integer("runs", 3, "Timed processes.")
 _ITERS = flags.DEFINE_integer("iters", 3000, "Iterations of the run.")
 _RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
                                "Where the JSON and markdown go.")
+_TAG = flags.DEFINE_string("tag", "", "Inserted into the results' names.")
 
 WORKER = r"""
 import time
@@ -38,11 +40,12 @@ t = {"start": time.perf_counter()}
 import sys
 import jax
 from kernelgan_jax import main as _
-from kernelgan_jax import data as data_lib, estimate, images, train
+from kernelgan_jax import data as data_lib, estimate, images, programs, train
 from kernelgan_jax.config import get_config
 t["imports"] = time.perf_counter()
 jax.config.update("jax_compilation_cache_dir", sys.argv[1])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+programs.use_folder(sys.argv[1] + "/programs")
 jax.devices()
 t["backend"] = time.perf_counter()
 config = get_config(max_iters=int(sys.argv[3]))
@@ -54,23 +57,21 @@ t["prepare"] = time.perf_counter()
 state = jax.block_until_ready(train.init_state(init_key, config))
 t["init"] = time.perf_counter()
 crops = data_lib.crops(data, config, 0, 50)
-lowered = train.jitted_chunk(config, 50).trace(state, crops).lower()
-t["trace_lower"] = time.perf_counter()
-lowered.compile()
-t["cache_load"] = time.perf_counter()
-state, _ = train.jitted_chunk(config, 50)(state, crops)
+train.chunk_program(config, 50).load(state, crops)
+t["load_chunk"] = time.perf_counter()
+state, _ = train.chunk_program(config, 50)(state, crops)
 jax.block_until_ready(state)
 t["first_chunk"] = time.perf_counter()
 state, _ = train.drive(state, lambda s, n: data_lib.crops(data, config, s, n),
                        config.max_iters - 50, train.jitted_step(config),
-                       lambda n: train.jitted_chunk(config, n))
+                       lambda n: train.chunk_program(config, n))
 train.final_kernel(state, config)
 t["rest"] = time.perf_counter()
 print("TIMES", {k: v - t["start"] for k, v in t.items()})
 """
 
-PHASES = ("imports", "backend", "read", "prepare", "init", "trace_lower",
-          "cache_load", "first_chunk", "rest")
+PHASES = ("imports", "backend", "read", "prepare", "init", "load_chunk",
+          "first_chunk", "rest")
 
 
 def one_process(cache: str) -> dict:
@@ -114,7 +115,8 @@ def main(argv: Sequence[str]) -> None:
   lines.append(f"| **total** | {median['total']:.2f} | |")
   print(json.dumps(median))
   machine.save_results(_RESULTS.value,
-                       f"startup-{meta['device']}-{meta['date']}", meta,
+                       "-".join(["startup"] + [_TAG.value] * bool(_TAG.value)
+                                + [meta["device"], meta["date"]]), meta,
                        runs, "\n".join(lines) + "\n")
 
 

@@ -9,13 +9,15 @@ iterations at a time (`crops`). The compiled train step sees only those
 fixed-size crops, so one compiled program serves every image size.
 """
 
-from typing import NamedTuple, Sequence
+import functools
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 import numpy as np
 
+from kernelgan_jax import programs
 from kernelgan_jax.config import Config
 from kernelgan_jax.images import ImageError
 from kernelgan_jax.imresize import imresize
@@ -169,9 +171,17 @@ def sample_corners(key: jax.Array, probs_hw: np.ndarray, crop: int,
   corner is clamped inside the image and rounded down to even, keeping the
   2x grid aligned (the original's `get_top_left`).
   """
+  return corners_from_uniforms(
+      np.asarray(jax.random.uniform(key, (count,), jnp.float32)), probs_hw,
+      crop)
+
+
+def corners_from_uniforms(uniform: Float[np.ndarray, "n"],
+                          probs_hw: np.ndarray, crop: int
+                          ) -> Int[np.ndarray, "n 2"]:
+  """`sample_corners` given its uniforms."""
+  uniform = np.asarray(uniform, np.float64)
   rows, cols = probs_hw.shape
-  uniform = np.asarray(jax.random.uniform(key, (count,), jnp.float32),
-                       np.float64)
   cdf = np.cumsum(np.asarray(probs_hw, np.float64).ravel())
   flat = np.minimum(np.searchsorted(cdf, cdf[-1] * (1.0 - uniform)),
                     rows * cols - 1)
@@ -226,15 +236,28 @@ def prepare_seeds(image_hwc: np.ndarray, config: Config,
   g_map, d_map = crop_probability_maps(image, config)
   network_image = (2.0 * image - 1.0).astype(np.float32)
   runs = []
+  draw = programs.stored("corner_uniforms", _corner_uniforms(
+      config.max_iters), str(config.max_iters))
   for key in keys:
-    g_key, d_key = jax.random.split(key)
+    g_uniform, d_uniform = draw(key)
     runs.append(TrainData(
         image=network_image,
-        g_corners=sample_corners(g_key, g_map, config.input_crop_size,
-                                 config.max_iters),
-        d_corners=sample_corners(d_key, d_map, config.g_output_size,
-                                 config.max_iters)))
+        g_corners=corners_from_uniforms(np.asarray(g_uniform), g_map,
+                                        config.input_crop_size),
+        d_corners=corners_from_uniforms(np.asarray(d_uniform), d_map,
+                                        config.g_output_size)))
   return runs
+
+
+@functools.lru_cache(maxsize=None)
+def _corner_uniforms(count: int) -> Callable:
+  """key -> the uniforms `sample_corners` draws for G's and D's corners
+  (from the key's two halves), jitted."""
+  def draw(key):
+    g_key, d_key = jax.random.split(key)
+    return (jax.random.uniform(g_key, (count,), jnp.float32),
+            jax.random.uniform(d_key, (count,), jnp.float32))
+  return jax.jit(draw)
 
 
 def prepare(image_hwc: np.ndarray, config: Config, key: jax.Array

@@ -31,6 +31,7 @@ from kernelgan_jax import config as config_lib
 from kernelgan_jax import images
 from kernelgan_jax import outputs
 from kernelgan_jax import pipeline
+from kernelgan_jax import programs
 from kernelgan_jax.estimate import estimator_config
 from kernelgan_jax.progress import ProgressBar
 
@@ -82,8 +83,9 @@ _VERBOSE = flags.DEFINE_bool(
 _VERSION = flags.DEFINE_bool("version", False, "Print the version and exit.")
 _CACHE_DIR = flags.DEFINE_string(
     "compile_cache", os.path.join("~", ".cache", "kernelgan_jax", "xla"),
-    "Folder of JAX's persistent compilation cache, so later runs skip "
-    "compiling the train step; empty to disable.")
+    "Folder of JAX's persistent compilation cache and of the train step's "
+    "executables (programs/), so later runs skip compiling and tracing "
+    "it; empty to disable.")
 _SR = flags.DEFINE_bool(
     "sr", False, "Then super-resolve the image with ZSSR and the estimated "
     "kernel(s): ZSSR_<name>.png (x2, or x4 with --x4).")
@@ -310,9 +312,10 @@ def main(argv: list[str]) -> None:
     _fail("give exactly one of --image=FILE, --images=PATTERN or "
           "--input_dir=FOLDER")
   if _CACHE_DIR.value:
-    jax.config.update("jax_compilation_cache_dir",
-                      os.path.expanduser(_CACHE_DIR.value))
+    cache = os.path.expanduser(_CACHE_DIR.value)
+    jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    programs.use_folder(os.path.join(cache, "programs"))
   _start_processes()
   # A flag changes its field only when given, so a config file's values
   # stand unless the command line says otherwise.

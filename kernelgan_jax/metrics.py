@@ -19,14 +19,16 @@ subsampling at rows/columns 0, sf, 2 sf, ... (`degradation.downscale_np`).
 """
 
 import math
-from typing import Optional
+from typing import Optional, TYPE_CHECKING
 
 import numpy as np
 
 from kernelgan_jax import degradation
-from kernelgan_jax import div2krk
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax.imresize import BICUBIC_X2_TAPS
+
+if TYPE_CHECKING:  # The data-set generator: not needed to score a kernel.
+  from kernelgan_jax import div2krk
 
 MIN_CANVAS_SIZE = 33
 DEFAULT_BORDER = 8
@@ -270,14 +272,14 @@ def bicubic_kernel_x2(size: int = 13) -> np.ndarray:
 # and LR images, at x2 or x4. (SR images are scored by `sr_metrics`.)
 
 
-def true_kernel(example: div2krk.Example, x4: bool = False) -> np.ndarray:
+def true_kernel(example: "div2krk.Example", x4: bool = False) -> np.ndarray:
   """An example's true kernel: its x2 kernel, or that kernel's analytic x4."""
   if not x4:
     return example.kernel_x2
   return kernel_lib.analytic_kernel_x4(example.kernel_x2)
 
 
-def score_kernel(kernel: np.ndarray, example: div2krk.Example,
+def score_kernel(kernel: np.ndarray, example: "div2krk.Example",
                  x4: bool = False) -> dict[str, float]:
   """How well an estimated kernel matches a DIV2KRK example.
 

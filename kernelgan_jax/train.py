@@ -23,6 +23,7 @@ from flax import nnx
 from kernelgan_jax import degradation
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import losses
+from kernelgan_jax import programs
 from kernelgan_jax import schedule as schedule_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax import data as data_lib
@@ -56,9 +57,13 @@ class Networks(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def networks(config: Config) -> Networks:
-  """Graph definitions and optimisers (cached: one per config)."""
-  d_def, _, _ = nnx.split(PatchDiscriminator(config, rngs=nnx.Rngs(0)),
-                          nnx.Param, ...)
+  """Graph definitions and optimisers (cached: one per config).
+
+  The modules are built abstractly (`nnx.eval_shape`): only their
+  structure is kept, so no weights are computed.
+  """
+  d_def, _, _ = nnx.split(nnx.eval_shape(
+      lambda: PatchDiscriminator(config, rngs=nnx.Rngs(0))), nnx.Param, ...)
   def adam(lr):
     return optax.adam(schedule_lib.learning_rate(lr, config),
                       b1=config.beta1, b2=config.beta2, eps=1e-8)
@@ -67,7 +72,8 @@ def networks(config: Config) -> Networks:
     prior = prior_lib.load_prior(config.prior_path)
     return Networks(None, d_def, functools.partial(prior_kernel, prior),
                     adam(config.latent_lr), adam(config.d_lr))
-  g_def, _ = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(0)))
+  g_def, _ = nnx.split(nnx.eval_shape(
+      lambda: LinearGenerator(config, rngs=nnx.Rngs(0))))
   return Networks(g_def, d_def, functools.partial(generator_kernel, g_def),
                   adam(config.g_lr), adam(config.d_lr))
 
@@ -93,12 +99,37 @@ def _initial_generator(key: jax.Array, config: Config) -> nnx.State | Array:
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
   """(data key, init key) of a seed: the crops and noise, the weights."""
+  if not 0 <= seed < 2**31:  # Beyond int32: JAX's own handling.
+    data_key, init_key = jax.random.split(jax.random.key(seed))
+    return data_key, init_key
+  return programs.stored("seed_keys", _split_seed, "")(np.int32(seed))
+
+
+@jax.jit
+def _split_seed(seed: Int[Array, ""]) -> tuple[jax.Array, jax.Array]:
   data_key, init_key = jax.random.split(jax.random.key(seed))
   return data_key, init_key
 
 
 def init_state(key: jax.Array, config: Config) -> GanState:
-  """Fresh networks, optimisers and schedule from one key."""
+  """Fresh networks, optimisers and schedule from one key.
+
+  Compiled: built op by op, the state costs a dispatch per weight and
+  optimiser slot; as one program it comes from the compilation cache, or
+  once `programs.use_folder` is set from there without tracing.
+  """
+  if config.generator == "prior":
+    return _jitted_init(config)(key)
+  return programs.stored("init_state", _jitted_init(config),
+                         repr(config))(key)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_init(config: Config) -> Callable[[jax.Array], GanState]:
+  return jax.jit(functools.partial(_build_state, config=config))
+
+
+def _build_state(key: jax.Array, config: Config) -> GanState:
   nets = networks(config)
   g_key, d_key, run_key = jax.random.split(key, 3)
   g_params = _initial_generator(g_key, config)
@@ -120,11 +151,23 @@ def generator_kernel(g_def: nnx.GraphDef, g_params: nnx.State
 def final_kernel(state: GanState, config: Config) -> np.ndarray:
   """The 13x13 kernel of a state's generator (or of a stack of states), on
   the host, folded at `config.matmul_precision`."""
+  batch_dims = np.ndim(state.step)
+  fold = _jitted_fold(config, batch_dims)
+  if batch_dims == 0 and config.generator != "prior":
+    fold = programs.stored("fold", fold, repr(config))
+  return np.asarray(fold(state.g_params))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_fold(config: Config, batch_dims: int) -> Callable:
+  """G's kernel fold, vmapped over `batch_dims` leading axes, jitted."""
   fold = networks(config).kernel_of
-  for _ in range(np.ndim(state.step)):
+  for _ in range(batch_dims):
     fold = jax.vmap(fold)
-  with jax.default_matmul_precision(config.matmul_precision):
-    return np.asarray(fold(state.g_params))
+  def folded(g_params):
+    with jax.default_matmul_precision(config.matmul_precision):
+      return fold(g_params)
+  return jax.jit(folded)
 
 
 def _discriminate(d_def, d_params, d_stats, patches):
@@ -281,6 +324,16 @@ def jitted_chunk(config: Config, length: int) -> StepFn:
   return jax.jit(chunk, donate_argnums=0)
 
 
+def chunk_program(config: Config, length: int) -> StepFn:
+  """`jitted_chunk`, or once `programs.use_folder` is set its executable
+  kept there, so a later process skips tracing it (not for the prior
+  generator, whose weights file the program embeds)."""
+  if config.generator == "prior":
+    return jitted_chunk(config, length)
+  return programs.stored(f"train_chunk_{length}", jitted_chunk(config, length),
+                         repr(config), donate_argnums=(0,))
+
+
 CropSource = Callable[[int, int], Crops]
 
 
@@ -358,5 +411,5 @@ def train(state: GanState, data: TrainData, config: Config, *,
   """
   return drive(state, lambda start, length: data_lib.crops(
       data, config, start, length), config.max_iters, jitted_step(config),
-               lambda length: jitted_chunk(config, length), loop=loop,
+               lambda length: chunk_program(config, length), loop=loop,
                chunk=chunk, progress=progress)

@@ -1,0 +1,166 @@
+"""Compiled programs kept on disk, so that a fresh process neither traces
+nor lowers them.
+
+JAX's persistent compilation cache spares a fresh process XLA's compile,
+but not tracing the function and lowering it to find the cache entry; for
+the scanned train chunk those two cost more than loading the executable
+(benchmarks/results/startup-*). `stored` wraps a jitted function: once
+`use_folder` names a folder, its first call in a process loads the
+executable `jax.experimental.serialize_executable` wrote there, keyed by a
+name, the caller's key (the config), the arguments' structure, shapes and
+placement, and everything else that changes the traced program (this
+package's source, the versions of jax, jaxlib, flax and optax, JAX's
+settings, the backend); without one it compiles and writes it. Not with
+several processes (`jax.distributed`), nor for the vmapped batch path.
+
+Loading an executable runs code from the folder, as JAX's own cache does:
+use only a folder of your own.
+"""
+
+import functools
+import hashlib
+import os
+import pickle
+import threading
+from typing import Any, Callable, Optional
+
+from absl import logging
+import jax
+
+_state = {"folder": None}
+_loaded: dict[tuple, Callable] = {}
+_hits = threading.local()
+_EXCLUDED_SETTINGS = ("cache", "log", "explain")  # Not the program's.
+
+
+def use_folder(folder: Optional[str]) -> None:
+  """Keep and look up executables in `folder` (None: do not)."""
+  _state["folder"] = folder and os.path.expanduser(folder)
+
+
+def stored(name: str, jitted: Callable, key: str, *,
+           donate_argnums: tuple[int, ...] = ()) -> Callable:
+  """`jitted`, or with a folder set (`use_folder`), its executable from
+  there.
+
+  Args:
+    name: names the program (and its files); letters, digits, '_'.
+    jitted: a `jax.jit`-wrapped function, called with positional arrays;
+      what is called with tracers (under `jax.vmap`, say) calls it.
+    key: whatever else the traced program depends on (e.g. the config's
+      repr).
+    donate_argnums: `jitted`'s own.
+
+  Returns:
+    A function of the same arguments and results.
+  """
+  folder = _state["folder"]
+  if folder is None or jax.distributed.is_initialized():
+    return jitted  # Several processes would write each other's devices.
+  def load(*args) -> Callable:
+    """The executable for these arguments (loaded or compiled once)."""
+    leaves, tree = jax.tree.flatten(args)
+    layout = tuple((x.shape, str(x.dtype), str(getattr(x, "sharding", "")))
+                   for x in leaves)
+    memo = (folder, name, key, tree, layout)
+    program = _loaded.get(memo)
+    if program is None:
+      digest = hashlib.sha256(repr((name, key, str(tree), layout,
+                                    _environment())).encode()).hexdigest()
+      program = _load_or_compile(os.path.join(folder, f"{name}-{digest[:32]}"),
+                                 jitted, args, donate_argnums)
+      _loaded[memo] = program
+    return program
+  def call(*args):
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args)):
+      return jitted(*args)  # Inside another transformation.
+    return load(*args)(*args)
+  call.load = load
+  return call
+
+
+def _load_or_compile(path: str, jitted: Callable, args: tuple,
+                     donate_argnums: tuple[int, ...]) -> Callable:
+  """The executable at `path`, else compiled (and written when whole)."""
+  from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path, "rb") as f:
+      payload, in_tree, out_tree = pickle.load(f)
+    return serialize_executable.deserialize_and_load(payload, in_tree,
+                                                     out_tree)
+  except FileNotFoundError:
+    pass
+  except Exception as error:  # pylint: disable=broad-except
+    logging.warning("recompiling %s: %s", path, error)
+  # Named after the file: XLA:CPU cannot serialise again an executable
+  # it read from JAX's cache, so this one must be freshly compiled, and a
+  # name of its own keeps it out of entries other programs left there.
+  fun = jitted.__wrapped__
+  def program(*inner):
+    return fun(*inner)
+  program.__name__ = program.__qualname__ = os.path.basename(path).replace(
+      "-", "_")
+  _hits.count = 0
+  compiled = jax.jit(program, donate_argnums=donate_argnums).trace(
+      *args).lower().compile()
+  if not _hits.count:
+    try:
+      _write(path, serialize_executable.serialize(compiled))
+    except Exception as error:  # pylint: disable=broad-except
+      logging.warning("cannot keep %s: %s", path, error)
+  return compiled
+
+
+def _write(path: str, value: Any) -> None:
+  """Pickles `value` to `path` through a temporary file."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  staging = f"{path}.{os.getpid()}.tmp"
+  try:
+    with open(staging, "wb") as f:
+      pickle.dump(value, f)
+    os.replace(staging, path)
+  finally:
+    if os.path.exists(staging):
+      os.remove(staging)
+
+
+def _on_event(event: str, **_) -> None:
+  if event == "/jax/compilation_cache/cache_hits":
+    _hits.count = getattr(_hits, "count", 0) + 1
+
+
+jax.monitoring.register_event_listener(_on_event)
+
+
+@functools.lru_cache(maxsize=None)
+def _environment() -> str:
+  """What a traced program depends on besides its arguments."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  source = hashlib.sha256()
+  package = os.path.dirname(os.path.abspath(__file__))
+  for root, dirs, files in os.walk(package):
+    dirs.sort()
+    for file in sorted(f for f in files if f.endswith(".py")):
+      path = os.path.join(root, file)
+      source.update(os.path.relpath(path, package).encode())
+      with open(path, "rb") as f:
+        source.update(f.read())
+  settings = sorted((k, repr(v)) for k, v in jax.config.values.items()
+                    if not any(w in k for w in _EXCLUDED_SETTINGS))
+  device = jax.devices()[0]
+  return repr((source.hexdigest(), _processor(), jax.__version__, jaxlib.__version__,
+               flax.__version__, optax.__version__, settings,
+               os.environ.get("XLA_FLAGS", ""), device.platform,
+               device.device_kind, device.client.platform_version,
+               jax.local_device_count()))
+
+
+def _processor() -> str:
+  """The CPU's feature flags (XLA:CPU compiles for them), where known."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      return next((line for line in f if line.startswith("flags")), "")
+  except OSError:
+    return ""

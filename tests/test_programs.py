@@ -1,0 +1,71 @@
+"""Executables kept on disk: a later process runs them without tracing, with
+the results of the jitted functions."""
+
+import jax
+import numpy as np
+import pytest
+
+from kernelgan_jax import config as config_lib
+from kernelgan_jax import data as data_lib
+from kernelgan_jax import programs
+from kernelgan_jax import train
+
+CONFIG = config_lib.get_config(max_iters=6)
+
+
+@pytest.fixture
+def folder(tmp_path):
+  programs.use_folder(str(tmp_path))
+  programs._loaded.clear()  # pylint: disable=protected-access
+  yield tmp_path
+  programs.use_folder(None)
+  programs._loaded.clear()  # pylint: disable=protected-access
+
+
+def _run(config):
+  rng = np.random.default_rng(0)
+  image = np.kron(rng.random((25, 25, 3)), np.ones((4, 4, 1)))  # 100x100.
+  data_key, init_key = train.seed_keys(3)
+  data = data_lib.prepare(image, config, data_key)
+  state, history = train.train(train.init_state(init_key, config), data,
+                               config)
+  return data, train.final_kernel(state, config), history
+
+
+def test_a_later_process_loads_without_tracing(folder, monkeypatch):
+  programs.use_folder(None)
+  reference = _run(CONFIG)  # The jitted functions.
+  programs.use_folder(str(folder))
+  traces = []
+  step = train._train_step  # pylint: disable=protected-access
+  monkeypatch.setattr(train, "_train_step",
+                      lambda *args: traces.append(1) or step(*args))
+  _run(CONFIG)  # Compiles and writes.
+  assert traces
+  names = {p.name.split("-")[0] for p in folder.iterdir()}
+  assert names == {"seed_keys", "corner_uniforms", "init_state",
+                   "train_chunk_6", "fold"}
+  programs._loaded.clear()  # pylint: disable=protected-access  # A new process.
+  traces.clear()
+  data, kernel, history = _run(CONFIG)
+  assert not traces
+  np.testing.assert_array_equal(data.g_corners, reference[0].g_corners)
+  np.testing.assert_array_equal(kernel, reference[1])
+  np.testing.assert_array_equal(history["loss_generator"],
+                                reference[2]["loss_generator"])
+
+
+def test_keys_tell_apart_what_shapes_do_not(folder):
+  """The uniforms' count is no input shape: it must be in the key."""
+  key = jax.random.key(0)
+  image = np.random.default_rng(1).random((100, 100, 3))
+  short, long = (data_lib.prepare(image, CONFIG.replace(max_iters=n), key)
+                 for n in (6, 9))
+  assert len(short.g_corners) == 6 and len(long.g_corners) == 9
+
+
+def test_inside_a_transformation_it_is_the_jitted_function(folder):
+  keys = jax.random.split(jax.random.key(0), 2)
+  states = jax.vmap(lambda k: train.init_state(k, CONFIG))(keys)
+  assert states.step.shape == (2,)
+  assert not list(folder.iterdir())
