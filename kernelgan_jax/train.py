@@ -118,10 +118,26 @@ def init_state(key: jax.Array, config: Config) -> GanState:
   optimiser slot; as one program it comes from the compilation cache, or
   once `programs.use_folder` is set from there without tracing.
   """
+  config = _init_config(config)
   if config.generator == "prior":
     return _jitted_init(config)(key)
   return programs.stored("init_state", _jitted_init(config),
                          repr(config))(key)
+
+
+# What the initial state (and G's kernel fold) depends on: the networks'
+# shapes and initialisers, the schedule's first weight, the precision.
+_INIT_FIELDS = ("generator", "prior_path", "g_chan", "g_structure",
+                "g_init_gain", "d_chan", "d_n_layers", "d_kernel_size",
+                "bn_epsilon", "sn_epsilon", "lambda_bicubic",
+                "matmul_precision")
+
+
+def _init_config(config: Config) -> Config:
+  """`config` with every other field at its default, so that configs that
+  differ only in training settings (iterations, rates, loss weights) share
+  one compiled initial state and fold."""
+  return Config(**{name: getattr(config, name) for name in _INIT_FIELDS})
 
 
 @functools.lru_cache(maxsize=None)
@@ -152,6 +168,7 @@ def final_kernel(state: GanState, config: Config) -> np.ndarray:
   """The 13x13 kernel of a state's generator (or of a stack of states), on
   the host, folded at `config.matmul_precision`."""
   batch_dims = np.ndim(state.step)
+  config = _init_config(config)
   fold = _jitted_fold(config, batch_dims)
   if batch_dims == 0 and config.generator != "prior":
     fold = programs.stored("fold", fold, repr(config))

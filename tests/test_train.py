@@ -146,3 +146,22 @@ def test_prior_generator_trains_a_latent_on_the_sphere(batch):
   assert result.kernel_x2.sum() == pytest.approx(1.0, abs=1e-5)
   assert result.kernel_x2.min() >= -1e-4  # Spline ringing of the shift.
   assert np.isfinite(history["loss_generator"]).all()
+
+
+def test_training_settings_share_one_compiled_initial_state():
+  key = train.seed_keys(3)[1]
+  base = config_lib.get_config(max_iters=7)
+  other = base.replace(max_iters=9, g_lr=1e-3, d_lr=3e-4,
+                       lambda_sparse_end=2.0, n_filtering=20)
+  programs_before = train._jitted_init.cache_info().currsize
+  state = train.init_state(key, other)
+  assert train._jitted_init.cache_info().currsize <= programs_before + 1
+  chex.assert_trees_all_equal(state, train.init_state(key, base))
+  # The same state as the whole config would build.
+  whole = jax.jit(functools.partial(train._build_state, config=other))(key)
+  chex.assert_trees_all_equal(state, whole)
+  np.testing.assert_array_equal(train.final_kernel(state, other),
+                                train.final_kernel(whole, base))
+  narrower = train.init_state(key, base.replace(g_chan=32))
+  assert (jax.tree.leaves(narrower.g_params)[0].shape
+          != jax.tree.leaves(state.g_params)[0].shape)
