@@ -15,6 +15,7 @@ padding='valid' it is G's forward (no borders), as training runs it.
 scores on the host.
 """
 
+import functools
 from typing import Optional
 
 import jax
@@ -175,14 +176,25 @@ def downscale(image_hwc: Float[Array, 'h w *c'],
     raise ValueError(f'image must be (H, W, C), got {image_hwc.shape}')
   if padding == 'valid':
     return _valid_banded(image_hwc, kernel_kk, scale)
+  if size is None:
+    size = image_hwc.shape[:2]
+  return _reflect_downscale(image_hwc, kernel_kk, jnp.asarray(size), scale)
+
+
+# Jitted even when called eagerly: op by op, the k * k slices would each be
+# dispatched (and compiled) on their own.
+@functools.partial(jax.jit, static_argnames=('scale',))
+def _reflect_downscale(image_hwc: Float[Array, 'h w c'],
+                       kernel_kk: Float[Array, 'kh kw'],
+                       size: Int[Array, '2'], scale: int
+                       ) -> Float[Array, 'h2 w2 c']:
+  """`downscale` with padding='reflect' of a 3-D image."""
   dtype = jnp.result_type(image_hwc.dtype, kernel_kk.dtype)
   if not jnp.issubdtype(dtype, jnp.floating):
     dtype = jnp.float32
-  if size is None:
-    size = image_hwc.shape[:2]
   # Channels first: the slices then run along contiguous rows.
   padded = _reflect_pad(jnp.transpose(image_hwc.astype(dtype), (2, 0, 1)),
-                        jnp.asarray(size), kernel_kk.shape)
+                        size, kernel_kk.shape)
   out_chw = _valid_strided(padded, kernel_kk.astype(dtype), scale)
   return jnp.transpose(out_chw, (1, 2, 0))
 
