@@ -42,6 +42,7 @@ from kernelgan_jax import div2krk
 from kernelgan_jax import ensemble
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
+from kernelgan_jax import reliability
 from kernelgan_jax import sr_metrics
 from kernelgan_jax.config import Config
 from kernelgan_jax.config import get_config
@@ -95,7 +96,10 @@ _KERNELS = flags.DEFINE_string(
     "kernels", None, "Take the estimated kernels from this .npz "
     "(benchmarks/estimators.py) instead of running KernelGAN.")
 _ESTIMATOR = flags.DEFINE_string(
-    "estimator", "kernelgan", "With --kernels: whose kernels to use.")
+    "estimator", "kernelgan", "With --kernels: whose kernels to use; "
+    "'select' takes, per image, the candidate `reliability.select` keeps "
+    "(the file must hold both of reliability.SELECT_FROM), and its SR files "
+    "are that candidate's, so --reuse_sr reuses their runs.")
 _BASELINE = flags.DEFINE_string(
     "baseline", None, "An earlier run's JSON on the same set and settings: "
     "the columns of --methods other than zssr_kernelgan come from it, for "
@@ -150,15 +154,26 @@ def kernelgan_kernel_path(save_prefix: str, suffix: str = "") -> str:
   return f"{save_prefix}_kernelgan_x2{suffix}.npy"
 
 
+def selected_estimator(lr: np.ndarray, name: str, seed: int) -> str:
+  """Which of `reliability.SELECT_FROM` `estimator='select'` keeps for image
+  `name`, of the --kernels file's kernels of `seed`."""
+  with np.load(_KERNELS.value) as kernels:
+    candidates = [kernels[f"{e}/{name}/{seed}/kernel_x2"]
+                  for e in reliability.SELECT_FROM]
+  chosen = reliability.select(lr, candidates)
+  return reliability.SELECT_FROM[
+      next(i for i, c in enumerate(candidates) if c is chosen)]
+
+
 def kernelgan_x2(lr: np.ndarray, seed: int, seeds: int, method: str,
-                 name: str) -> np.ndarray:
+                 name: str, estimator: str) -> np.ndarray:
   """KernelGAN's x2 kernel of `lr`: one seed's, or `seeds` seeds (trained
   together under vmap) combined with `method` (`ensemble.combine`); with
-  --kernels, image `name`'s kernel in that file.
+  --kernels, `estimator`'s kernel of image `name` in that file.
   """
   if _KERNELS.value:
     with np.load(_KERNELS.value) as kernels:
-      return kernels[f"{_ESTIMATOR.value}/{name}/{seed}/kernel_x2"]
+      return kernels[f"{estimator}/{name}/{seed}/kernel_x2"]
   config = kernelgan_config()
   if seeds == 1:
     return estimate_kernel(lr, config, seed=seed).kernel_x2
@@ -169,12 +184,13 @@ def kernelgan_x2(lr: np.ndarray, seed: int, seeds: int, method: str,
 
 def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
                       config: ZSSRConfig, save_prefix: str, suffix: str,
-                      methods: Sequence[str]
+                      methods: Sequence[str], estimator: str = "kernelgan"
                       ) -> dict[str, tuple[np.ndarray, float]]:
   """Each requested method's SR image of `lr` and its run time (s), saved
   as `<save_prefix>_<method>.npz` (and KernelGAN's x2 kernel at
   `kernelgan_kernel_path`); KernelGAN's files carry `suffix`
-  (`kernelgan_suffix`).
+  (`kernelgan_suffix`); with --kernels, the estimated column is
+  `estimator`'s kernel.
   """
   x4 = scale == 4
   seed = _SEED.value
@@ -190,7 +206,7 @@ def super_resolve_all(lr: np.ndarray, true_x2: np.ndarray, scale: int,
   def zssr_kernelgan():
     kernel_x2 = kernelgan_x2(lr, seed, _KERNELGAN_SEEDS.value,
                              _ENSEMBLE_METHOD.value,
-                             os.path.basename(save_prefix))
+                             os.path.basename(save_prefix), estimator)
     np.save(kernelgan_kernel_path(save_prefix, suffix), kernel_x2)
     return zssr(kernel_x2)
 
@@ -225,8 +241,9 @@ def _table(rows: list[dict], methods: list[str], scores) -> list[str]:
   cell = lambda m: f"{m['psnr']:.2f} / {m['ssim']:.4f}"
   for r in rows:
     seconds = sum(r[m]["seconds"] for m in methods)
+    kept = f" ({r['selected']})" if "selected" in r else ""
     lines.append(
-        f"| {r['name']} | {r['lr_shape'][1]}x{r['lr_shape'][0]} | "
+        f"| {r['name']}{kept} | {r['lr_shape'][1]}x{r['lr_shape'][0]} | "
         + " | ".join(cell(scores(r[m])) for m in methods)
         + gap({m: scores(r[m])["psnr"] for m in methods})
         + f" | {r.get('kernelgan_kernel_error', float('nan')):.3f}"
@@ -251,6 +268,8 @@ def _source_words(meta: dict) -> str:
   if meta.get("kernels"):
     words += (f"; the estimated column is {meta['estimator']}'s kernel from "
               f"{meta['kernels']}, not KernelGAN's")
+    if meta["estimator"] == "select":
+      words += " (per image, the candidate it kept in brackets)"
   if meta.get("baseline"):
     words += f"; columns not run here are from {meta['baseline']}"
   return words
@@ -267,8 +286,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
   lines = [
       f"x{meta['scale']} SR on a DIV2KRK-protocol set ({meta['set']}), ZSSR "
       f"preset {meta['preset']} ({meta['zssr_max_iters']} max iterations, "
-      f"crop {meta['zssr_crop']}), KernelGAN {meta['kernelgan_iters']} "
-      f"iterations, seed {meta['seed']}{_ensemble_words(meta)}"
+      f"crop {meta['zssr_crop']}), "
+      + ("" if meta.get("kernels") else
+         f"KernelGAN {meta['kernelgan_iters']} iterations, ")
+      + f"seed {meta['seed']}{_ensemble_words(meta)}"
       f"{_source_words(meta)}, "
       f"{meta['device']}, {meta['date']}. "
       f"Y-channel PSNR (dB) / SSIM, {meta['scale']}-px border shaved.",
@@ -297,10 +318,7 @@ def main(argv: Sequence[str]) -> None:
       f"{_PRESET.value}-x{scale}-it{config.max_iters}-seed{_SEED.value}")
   os.makedirs(sr_dir, exist_ok=True)
   suffix = kernelgan_suffix(_KERNELGAN_SEEDS.value, _ENSEMBLE_METHOD.value)
-  if _KERNELS.value:
-    suffix += f"-{_ESTIMATOR.value}-" + os.path.splitext(
-        os.path.basename(_KERNELS.value))[0]
-  elif _KERNELGAN_ITERS.value != 3000:
+  if not _KERNELS.value and _KERNELGAN_ITERS.value != 3000:
     suffix += f"-it{_KERNELGAN_ITERS.value}"
   baseline = {}
   if _BASELINE.value:
@@ -314,6 +332,13 @@ def main(argv: Sequence[str]) -> None:
                            "the set with --x4.")
     row = {"name": example.name, "lr_shape": list(lr.shape)}
     save_prefix = os.path.join(sr_dir, example.name)
+    estimator, image_suffix = _ESTIMATOR.value, suffix
+    if _KERNELS.value:
+      if estimator == "select":
+        estimator = row["selected"] = selected_estimator(lr, example.name,
+                                                         _SEED.value)
+      image_suffix += f"-{estimator}-" + os.path.splitext(
+          os.path.basename(_KERNELS.value))[0]
     old = baseline.get(example.name, {})
     if old.get("lr_shape") != row["lr_shape"]:  # Another crop: not reusable.
       old = {}
@@ -322,8 +347,9 @@ def main(argv: Sequence[str]) -> None:
                 if m in old and m != "zssr_kernelgan"})
     try:
       results = super_resolve_all(lr, example.kernel_x2, scale, config,
-                                  save_prefix, suffix,
-                                  [m for m in _METHODS.value if m not in row])
+                                  save_prefix, image_suffix,
+                                  [m for m in _METHODS.value if m not in row],
+                                  estimator)
     except ImageError as error:  # E.g. an x4 LR image too small for G.
       skipped.append(f"{example.name}: {error}")
       print(f"skipped {skipped[-1]}", flush=True)
@@ -333,7 +359,7 @@ def main(argv: Sequence[str]) -> None:
                                                _MAX_SHIFT.value)
       row[method] = dict(sr_metrics.y_psnr_ssim(example.hr, image, scale),
                          aligned=aligned, seconds=seconds)
-    kernel_path = kernelgan_kernel_path(save_prefix, suffix)
+    kernel_path = kernelgan_kernel_path(save_prefix, image_suffix)
     if "zssr_kernelgan" in results and os.path.exists(kernel_path):
       row["kernelgan_kernel_error"] = metrics.kernel_error(
           np.load(kernel_path), example.kernel_x2)

@@ -17,6 +17,7 @@ Loading an executable runs code from the folder, as JAX's own cache does:
 use only a folder of your own.
 """
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -101,14 +102,26 @@ def _load_or_compile(path: str, jitted: Callable, args: tuple,
   program.__name__ = program.__qualname__ = os.path.basename(path).replace(
       "-", "_")
   _hits.count = 0
-  compiled = jax.jit(program, donate_argnums=donate_argnums).trace(
-      *args).lower().compile()
+  with _without_jax_cache():  # Its entry would never be read.
+    compiled = jax.jit(program, donate_argnums=donate_argnums).trace(
+        *args).lower().compile()
   if not _hits.count:
     try:
       _write(path, serialize_executable.serialize(compiled))
     except Exception as error:  # pylint: disable=broad-except
       logging.warning("cannot keep %s: %s", path, error)
   return compiled
+
+
+def _without_jax_cache() -> contextlib.AbstractContextManager:
+  """Keeps JAX's persistent cache from writing, in this thread, where this
+  JAX has the (private) setting; else a no-op. Not by turning the cache
+  off: JAX decides once per process whether it uses the cache, at the
+  first compile, which may be this one."""
+  from jax._src import config  # pylint: disable=g-import-not-at-top
+  setting = getattr(config, "persistent_cache_min_compile_time_secs", None)
+  return (setting(float("inf")) if callable(setting)
+          else contextlib.nullcontext())
 
 
 def _write(path: str, value: Any) -> None:

@@ -5,6 +5,8 @@ import jax
 import numpy as np
 import pytest
 
+from jax.experimental.compilation_cache import compilation_cache
+
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import programs
@@ -69,3 +71,25 @@ def test_inside_a_transformation_it_is_the_jitted_function(folder):
   states = jax.vmap(lambda k: train.init_state(k, CONFIG))(keys)
   assert states.step.shape == (2,)
   assert not list(folder.iterdir())
+
+
+def test_a_kept_program_adds_no_entry_to_jax_cache(folder, tmp_path_factory):
+  """JAX's cache would keep a second copy that is never read."""
+  jax_cache = tmp_path_factory.mktemp("jax_cache")
+  min_seconds = jax.config.jax_persistent_cache_min_compile_time_secs
+  compilation_cache.reset_cache()
+  jax.config.update("jax_compilation_cache_dir", str(jax_cache))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  try:
+    kept = programs.stored("doubled", jax.jit(lambda x: 2.0 * x + 1.0), "")
+    np.testing.assert_array_equal(kept(np.arange(3.0)), [1.0, 3.0, 5.0])
+    jax.jit(lambda x: x - 7.0)(np.arange(3.0))  # An ordinary compile.
+  finally:
+    jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      min_seconds)
+    compilation_cache.reset_cache()
+  assert [p.name.split("-")[0] for p in folder.iterdir()] == ["doubled"]
+  entries = [p.name for p in jax_cache.iterdir()]
+  assert entries  # The cache is on: the ordinary compile is in it.
+  assert not [e for e in entries if "doubled" in e]

@@ -22,6 +22,13 @@ def test_markdown_shows_plain_and_aligned_tables():
   assert "| cat | 12x10 | 21.00 / 0.5000 | 0.100 | 1 |" in text
   assert "border shaved 4 px" in text
   assert "cat: bicubic (+0.50, -0.25)" in text
+  assert "KernelGAN 3 iterations" in text
+  chosen = zssr_eval.markdown(
+      [dict(row, selected="fkp_lite")],
+      dict(meta, kernels="k.npz", estimator="select"))
+  assert "| cat (fkp_lite) | 12x10 | 20.00 / 0.5000 |" in chosen
+  assert "select's kernel from k.npz" in chosen
+  assert "KernelGAN 3 iterations" not in chosen  # The file's, not a run's.
 
 
 def test_markdown_has_a_gap_column_with_all_three_zssr_rows():
