@@ -34,6 +34,7 @@ import numpy as np
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import images
+from kernelgan_jax import programs
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax.data import TrainData
@@ -85,7 +86,10 @@ def stack_states(jobs: Sequence[Job], config: Config) -> GanState:
   rounding.
   """
   keys = jnp.stack([job.init_key for job in jobs])
-  return _batched_init(config)(keys)
+  init = _batched_init(config)
+  if config.generator != "prior":  # See `train.chunk_program`.
+    init = programs.stored("batch_init_state", init, repr(config))
+  return init(keys)
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,8 +172,16 @@ def batched_step(config: Config, mesh: Optional[Mesh] = None
 
 def batched_chunk(config: Config, length: int, mesh: Optional[Mesh] = None
                   ) -> train_lib.StepFn:
-  """`length` vmapped train steps in one on-device `lax.scan`."""
-  return _jitted_chunk(config, length, mesh)
+  """`length` vmapped train steps in one on-device `lax.scan`; once
+  `programs.use_folder` is set, its executable kept there (as
+  `train.chunk_program`), so a later process skips tracing it."""
+  chunk = _jitted_chunk(config, length, mesh)
+  if config.generator == "prior":
+    return chunk
+  devices = None if mesh is None else (mesh.axis_names,
+                                       mesh.device_ids.tolist())
+  return programs.stored(f"batch_chunk_{length}", chunk,
+                         f"{config!r} {devices}", donate_argnums=(0,))
 
 
 # The caches behind the two above: keyed on every argument given

@@ -11,7 +11,7 @@ name, the caller's key (the config), the arguments' structure, shapes and
 placement, and everything else that changes the traced program (this
 package's source, the versions of jax, jaxlib, flax and optax, JAX's
 settings, the backend); without one it compiles and writes it. Not with
-several processes (`jax.distributed`), nor for the vmapped batch path.
+several processes (`jax.distributed`).
 
 Loading an executable runs code from the folder, as JAX's own cache does:
 use only a folder of your own.
@@ -86,9 +86,13 @@ def _load_or_compile(path: str, jitted: Callable, args: tuple,
   from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
   try:
     with open(path, "rb") as f:
-      payload, in_tree, out_tree = pickle.load(f)
-    return serialize_executable.deserialize_and_load(payload, in_tree,
-                                                     out_tree)
+      payload, in_tree, out_tree, device_ids = pickle.load(f)
+    # On the devices it was compiled for: by default JAX would load it
+    # over every local device, and a one-device program then fails.
+    devices = {device.id: device for device in jax.local_devices()}
+    return serialize_executable.deserialize_and_load(
+        payload, in_tree, out_tree,
+        execution_devices=[devices[i] for i in device_ids])
   except FileNotFoundError:
     pass
   except Exception as error:  # pylint: disable=broad-except
@@ -107,7 +111,9 @@ def _load_or_compile(path: str, jitted: Callable, args: tuple,
         *args).lower().compile()
   if not _hits.count:
     try:
-      _write(path, serialize_executable.serialize(compiled))
+      device_ids = [device.id for device in
+                    compiled.runtime_executable().local_devices()]
+      _write(path, (*serialize_executable.serialize(compiled), device_ids))
     except Exception as error:  # pylint: disable=broad-except
       logging.warning("cannot keep %s: %s", path, error)
   return compiled

@@ -170,8 +170,9 @@ def final_kernel(state: GanState, config: Config) -> np.ndarray:
   batch_dims = np.ndim(state.step)
   config = _init_config(config)
   fold = _jitted_fold(config, batch_dims)
-  if batch_dims == 0 and config.generator != "prior":
-    fold = programs.stored("fold", fold, repr(config))
+  if config.generator != "prior":
+    name = f"fold_over_{batch_dims}_axes" if batch_dims else "fold"
+    fold = programs.stored(name, fold, repr(config))
   return np.asarray(fold(state.g_params))
 
 

@@ -135,14 +135,25 @@ def test_sequential_strategy_matches_the_batch(trained):
 
 
 SHARDED_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     import jax
     import numpy as np
-    from kernelgan_jax import batch, config as config_lib
+    from kernelgan_jax import batch, config as config_lib, programs
     config = config_lib.get_config(max_iters={iters})
     images = [np.load(p) for p in {paths!r}]
     assert len(jax.local_devices()) == 4, jax.local_devices()
-    results = batch.estimate_kernels(images, config, {seeds!r})
+    def run():
+      return batch.estimate_kernels(images, config, {seeds!r},
+                                    strategy="vmap")  # CPU's default: one by one.
+    results = run()
+    programs.use_folder({folder!r})  # Sharded programs kept and loaded.
+    for _ in range(2):
+      programs._loaded.clear()
+      again = run()
+      for r, a in zip(results, again):
+        for e, f in zip(r, a):
+          np.testing.assert_array_equal(f.raw_kernel, e.raw_kernel)
+    assert any(name.startswith("batch_chunk") for name in os.listdir({folder!r}))
     print(json.dumps([[e.raw_kernel.tolist() for e in r] for r in results]))
     print(json.dumps([[e.history["loss_bicubic"].tolist() for e in r]
                       for r in results]))
@@ -156,7 +167,7 @@ def test_sharded_over_four_devices_equals_one_device(images, trained,
     paths.append(str(tmp_path / f"image{i}.npy"))
     np.save(paths[-1], image)
   script = SHARDED_SCRIPT.format(iters=CONFIG.max_iters, paths=paths,
-                                 seeds=SEEDS)
+                                 seeds=SEEDS, folder=str(tmp_path / "programs"))
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=4")
   out = subprocess.run([sys.executable, "-c", script], env=env, check=True,

@@ -7,6 +7,7 @@ import pytest
 
 from jax.experimental.compilation_cache import compilation_cache
 
+from kernelgan_jax import batch
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import programs
@@ -93,3 +94,29 @@ def test_a_kept_program_adds_no_entry_to_jax_cache(folder, tmp_path_factory):
   entries = [p.name for p in jax_cache.iterdir()]
   assert entries  # The cache is on: the ordinary compile is in it.
   assert not [e for e in entries if "doubled" in e]
+
+
+def test_the_batch_path_loads_its_programs_too(folder, monkeypatch):
+  rng = np.random.default_rng(0)
+  images = [np.kron(rng.random((25, 30, 3)), np.ones((4, 4, 1))),
+            np.kron(rng.random((28, 25, 3)), np.ones((4, 4, 1)))]
+  def run():
+    return batch.estimate_kernels(images, CONFIG, [0, 1], strategy="vmap")
+  programs.use_folder(None)
+  reference = run()
+  programs.use_folder(str(folder))
+  run()  # Compiles and writes.
+  assert {p.name.split("-")[0] for p in folder.iterdir()} >= {
+      "batch_init_state", "batch_chunk_6", "fold_over_1_axes"}
+  programs._loaded.clear()  # pylint: disable=protected-access  # A new process.
+  traces = []
+  step = train._train_step  # pylint: disable=protected-access
+  monkeypatch.setattr(train, "_train_step",
+                      lambda *args: traces.append(1) or step(*args))
+  loaded = run()
+  assert not traces
+  for ref, got in zip(reference, loaded):
+    for r, g in zip(ref, got):
+      np.testing.assert_array_equal(g.raw_kernel, r.raw_kernel)
+      np.testing.assert_array_equal(g.history["loss_generator"],
+                                    r.history["loss_generator"])
