@@ -11,7 +11,12 @@ runs, `python -m kernelgan_jax.main --images=... --quiet` as a user types
 it, from process start to the last file written: first with an empty
 compilation cache (compiling), then again into a fresh output folder with the
 cache that run left (warm). Each run's summary table and the log's per-batch
-seconds are kept. Writes <results_dir>/folder_scale-<device>-<date>.{json,md}.
+seconds are kept. To tell where the warm run's time goes, a third run stops
+after one 50-iteration chunk (its time is about the run's fixed cost:
+start-up, reading and preparing, writing), and the host's crop gathering
+for one chunk (`batch.batch_crops`, which the device's work on the previous
+chunk should hide) is timed in this process on `--gather_images` images.
+Writes <results_dir>/folder_scale-<device>-<date>.{json,md}.
 """
 
 from concurrent import futures
@@ -39,6 +44,9 @@ _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/folder_scale",
 _ITERS = flags.DEFINE_integer("iters", None,
                               "--iters for the runs (default: the CLI's).")
 _EXTRA = flags.DEFINE_list("extra_flags", [], "More flags for the CLI runs.")
+_GATHER_IMAGES = flags.DEFINE_integer(
+    "gather_images", 16, "Images whose crop gathering is timed in-process "
+    "(0: skip).")
 _RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
                                "Where the JSON and markdown go.")
 
@@ -87,14 +95,15 @@ def make_images(out_dir: str, count: int, lr_rows: int, lr_cols: int
   return time.perf_counter() - start
 
 
-def run_cli(image_dir: str, out_dir: str, cache_dir: str) -> dict:
+def run_cli(image_dir: str, out_dir: str, cache_dir: str,
+            iters: int | None = None) -> dict:
   """One command-line run over the folder, timed from outside."""
   shutil.rmtree(out_dir, ignore_errors=True)
   command = [sys.executable, "-m", "kernelgan_jax.main",
              f"--input_dir={image_dir}", f"--output_dir={out_dir}",
              f"--compile_cache={cache_dir}", "--quiet"]
-  if _ITERS.value:
-    command.append(f"--iters={_ITERS.value}")
+  if iters or _ITERS.value:
+    command.append(f"--iters={iters or _ITERS.value}")
   command += [f"--{f}" for f in _EXTRA.value]
   start = time.perf_counter()
   done = subprocess.run(command, capture_output=True, text=True)
@@ -107,6 +116,24 @@ def run_cli(image_dir: str, out_dir: str, cache_dir: str) -> dict:
           "stdout_tail": done.stdout[-2000:], "stderr_tail": done.stderr[-2000:]}
 
 
+def gather_seconds(image_dir: str, count: int, length: int = 50) -> float:
+  """Median seconds of the host's crop gathering for one `length`-iteration
+  chunk of `count` images (`batch.batch_crops`), per image."""
+  from kernelgan_jax import batch  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax import images  # pylint: disable=g-import-not-at-top
+  config = config_lib.get_config()
+  paths = sorted(glob.glob(os.path.join(image_dir, "*.png")))[:count]
+  jobs = [job for i, path in enumerate(paths) for job in batch.prepare_jobs(
+      images.read_image(path), config, [0], image_index=i)]
+  times = []
+  for start in (0, length, 2 * length):
+    begin = time.perf_counter()
+    batch.batch_crops(jobs, config, start, length)
+    times.append(time.perf_counter() - begin)
+  return float(np.median(times)) / len(jobs)
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
   lr_rows, lr_cols = map(int, _LR_SIZE.value)
@@ -116,14 +143,19 @@ def main(argv: Sequence[str]) -> None:
   shutil.rmtree(cache_dir, ignore_errors=True)
   make_s = make_images(image_dir, _NUM_IMAGES.value, lr_rows, lr_cols)
   rows = []
-  for name in ("cold cache", "warm cache"):
+  chunk = 50
+  for name, iters in (("cold cache", None), ("warm cache", None),
+                      (f"warm cache, {chunk} iterations", chunk)):
     row = dict(run=name, **run_cli(image_dir, os.path.join(work, "out"),
-                                   cache_dir))
+                                   cache_dir, iters))
     rows.append(row)
     print(json.dumps(row), flush=True)
+  gather = (gather_seconds(image_dir, _GATHER_IMAGES.value, chunk)
+            if _GATHER_IMAGES.value else None)
   meta = dict(machine.describe(), num_images=_NUM_IMAGES.value,
               lr_size=[lr_rows, lr_cols], make_images_s=make_s,
-              iters=_ITERS.value, extra_flags=_EXTRA.value)
+              iters=_ITERS.value, extra_flags=_EXTRA.value,
+              gather_seconds_per_image_chunk=gather)
   lines = [
       f"{meta['num_images']} synthetic DIV2KRK-protocol LR images of "
       f"{lr_cols}x{lr_rows} through one command-line call (`--input_dir`, "
@@ -139,6 +171,20 @@ def main(argv: Sequence[str]) -> None:
     lines.append(f"| {r['run']} | {r['seconds']:.1f} | {r['images_written']} "
                  f"| {r['seconds'] / max(1, r['images_written']):.2f} "
                  f"| {r['returncode']} |")
+  total_iters = _ITERS.value or 1000  # The command line's default.
+  if total_iters > chunk:
+    rest = rows[1]["seconds"] - rows[2]["seconds"]
+    lines += ["", f"Where the warm run goes: about {rows[2]['seconds']:.1f} s "
+              f"of fixed cost (the {chunk}-iteration run), and {rest:.1f} s "
+              f"for the other {total_iters - chunk} iterations "
+              f"({1e3 * rest / (total_iters - chunk):.1f} ms per iteration "
+              f"for all {meta['num_images']} images)."]
+  if gather is not None:
+    lines += ["", f"Gathering one {chunk}-iteration chunk's crops on the "
+              f"host: {gather * 1e3:.1f} ms per image (timed on "
+              f"{_GATHER_IMAGES.value} images), {gather * meta['num_images']:.2f}"
+              f" s per chunk for all {meta['num_images']}, done while the "
+              "device runs the previous chunk."]
   machine.save_results(_RESULTS.value,
                        f"folder_scale-{meta['device']}-{meta['date']}", meta,
                        rows, "\n".join(lines) + "\n")

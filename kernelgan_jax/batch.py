@@ -86,6 +86,7 @@ def stack_states(jobs: Sequence[Job], config: Config) -> GanState:
   rounding.
   """
   keys = jnp.stack([job.init_key for job in jobs])
+  config = train_lib.step_config(config)
   init = _batched_init(config)
   if config.generator != "prior":  # See `train.chunk_program`.
     init = programs.stored("batch_init_state", init, repr(config))
@@ -166,8 +167,9 @@ def _vmapped_step(config: Config, mesh: Optional[Mesh]) -> train_lib.StepFn:
 
 def batched_step(config: Config, mesh: Optional[Mesh] = None
                  ) -> train_lib.StepFn:
-  """The vmapped step, jitted (one trace per shape), state donated."""
-  return _jitted_step(config, mesh)
+  """The vmapped step, jitted (one trace per shape and `step_config`),
+  state donated."""
+  return _jitted_step(train_lib.step_config(config), mesh)
 
 
 def batched_chunk(config: Config, length: int, mesh: Optional[Mesh] = None
@@ -175,6 +177,7 @@ def batched_chunk(config: Config, length: int, mesh: Optional[Mesh] = None
   """`length` vmapped train steps in one on-device `lax.scan`; once
   `programs.use_folder` is set, its executable kept there (as
   `train.chunk_program`), so a later process skips tracing it."""
+  config = train_lib.step_config(config)
   chunk = _jitted_chunk(config, length, mesh)
   if config.generator == "prior":
     return chunk

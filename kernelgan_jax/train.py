@@ -314,9 +314,20 @@ def _train_step(state, crops, noise, config):
 StepFn = Callable[[GanState, Crops], tuple[GanState, Metrics]]
 
 
-@functools.lru_cache(maxsize=None)
+def step_config(config: Config) -> Config:
+  """`config` with `max_iters` at its default: the step does not read it
+  (only the loops and the crop draws do), so runs of any length share one
+  compiled step."""
+  return config.replace(max_iters=Config.max_iters)
+
+
 def jitted_step(config: Config) -> StepFn:
-  """`train_step` jitted once per config, state donated."""
+  """`train_step` jitted once per config (`step_config`), state donated."""
+  return _jitted_step(step_config(config))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_step(config: Config) -> StepFn:
   return jax.jit(functools.partial(train_step, config=config),
                  donate_argnums=0)
 
@@ -333,9 +344,14 @@ def scan_steps(step: Callable, state, crops: Crops, noise: StepNoise):
   return lax.scan(lambda s, xs: step(s, *xs), state, (crops, noise))
 
 
-@functools.lru_cache(maxsize=None)
 def jitted_chunk(config: Config, length: int) -> StepFn:
-  """`length` train steps in one on-device `lax.scan` over stacked crops."""
+  """`length` train steps in one on-device `lax.scan` over stacked crops
+  (one program per `step_config`)."""
+  return _jitted_chunk(step_config(config), length)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_chunk(config: Config, length: int) -> StepFn:
   step = functools.partial(train_step, config=config)
   def chunk(state, crops):
     return scan_steps(step, state, crops, chunk_noise(state, config, length))
@@ -349,7 +365,7 @@ def chunk_program(config: Config, length: int) -> StepFn:
   if config.generator == "prior":
     return jitted_chunk(config, length)
   return programs.stored(f"train_chunk_{length}", jitted_chunk(config, length),
-                         repr(config), donate_argnums=(0,))
+                         repr(step_config(config)), donate_argnums=(0,))
 
 
 CropSource = Callable[[int, int], Crops]

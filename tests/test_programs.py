@@ -120,3 +120,21 @@ def test_the_batch_path_loads_its_programs_too(folder, monkeypatch):
       np.testing.assert_array_equal(g.raw_kernel, r.raw_kernel)
       np.testing.assert_array_equal(g.history["loss_generator"],
                                     r.history["loss_generator"])
+
+
+def test_runs_of_any_length_share_one_step_program(folder):
+  """`max_iters` is not read by the step: no new program per length."""
+  short, long = CONFIG.replace(max_iters=3), CONFIG.replace(max_iters=70)
+  programs.use_folder(None)  # The jitted functions themselves.
+  assert train.jitted_step(short) is train.jitted_step(long)
+  assert train.jitted_chunk(short, 2) is train.jitted_chunk(long, 2)
+  assert batch.batched_chunk(short, 2) is batch.batched_chunk(long, 2)
+  programs.use_folder(str(folder))
+  image = np.random.default_rng(2).random((100, 100, 3))
+  data_key, init_key = train.seed_keys(0)
+  data = data_lib.prepare(image, long, data_key)
+  for config in (short, long):
+    state = train.init_state(init_key, config)
+    train.chunk_program(config, 2)(state, data_lib.crops(data, config, 0, 2))
+  assert len([p for p in folder.iterdir()
+              if p.name.startswith("train_chunk_2")]) == 1
