@@ -314,11 +314,16 @@ def _train_step(state, crops, noise, config):
 StepFn = Callable[[GanState, Crops], tuple[GanState, Metrics]]
 
 
+# Config fields the step never reads: the loops' length and the crop draws
+# (max_iters), the host's data preparation and the kernel's post-processing.
+_HOST_FIELDS = ("max_iters", "shave_edges", "real_image", "n_filtering", "x4")
+
+
 def step_config(config: Config) -> Config:
-  """`config` with `max_iters` at its default: the step does not read it
-  (only the loops and the crop draws do), so runs of any length share one
-  compiled step."""
-  return config.replace(max_iters=Config.max_iters)
+  """`config` with the fields the step does not read at their defaults, so
+  that runs of any length, at x2 or x4, share one compiled step."""
+  return config.replace(**{name: getattr(Config, name)
+                           for name in _HOST_FIELDS})
 
 
 def jitted_step(config: Config) -> StepFn:

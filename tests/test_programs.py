@@ -123,8 +123,9 @@ def test_the_batch_path_loads_its_programs_too(folder, monkeypatch):
 
 
 def test_runs_of_any_length_share_one_step_program(folder):
-  """`max_iters` is not read by the step: no new program per length."""
-  short, long = CONFIG.replace(max_iters=3), CONFIG.replace(max_iters=70)
+  """`max_iters` and `x4` are not read by the step: no new program."""
+  short, long = CONFIG.replace(max_iters=3), CONFIG.replace(max_iters=70,
+                                                            x4=True)
   programs.use_folder(None)  # The jitted functions themselves.
   assert train.jitted_step(short) is train.jitted_step(long)
   assert train.jitted_chunk(short, 2) is train.jitted_chunk(long, 2)
