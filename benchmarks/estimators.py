@@ -124,11 +124,9 @@ def bicubic_kernel(x4: bool) -> np.ndarray:
 
 def select_one(example: div2krk.Example, stored, seed: str, x4: bool) -> str:
   """Which of `reliability.SELECT_FROM` `estimator='select'` keeps."""
-  candidates = [stored[f"{e}/{example.name}/{seed}/kernel_x2"]
-                for e in reliability.SELECT_FROM]
-  chosen = reliability.select(lr_of(example, x4), candidates)
-  return reliability.SELECT_FROM[
-      next(i for i, c in enumerate(candidates) if c is chosen)]
+  return reliability.select_name(lr_of(example, x4), {
+      e: stored[f"{e}/{example.name}/{seed}/kernel_x2"]
+      for e in reliability.SELECT_FROM})
 
 
 def score(examples: list[div2krk.Example]) -> None:

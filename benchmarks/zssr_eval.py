@@ -159,11 +159,9 @@ def selected_estimator(lr: np.ndarray, name: str, seed: int) -> str:
   """Which of `reliability.SELECT_FROM` `estimator='select'` keeps for image
   `name`, of the --kernels file's kernels of `seed`."""
   with np.load(_KERNELS.value) as kernels:
-    candidates = [kernels[f"{e}/{name}/{seed}/kernel_x2"]
-                  for e in reliability.SELECT_FROM]
-  chosen = reliability.select(lr, candidates)
-  return reliability.SELECT_FROM[
-      next(i for i, c in enumerate(candidates) if c is chosen)]
+    candidates = {e: kernels[f"{e}/{name}/{seed}/kernel_x2"]
+                  for e in reliability.SELECT_FROM}
+  return reliability.select_name(lr, candidates)
 
 
 def kernelgan_x2(lr: np.ndarray, seed: int, seeds: int, method: str,

@@ -37,7 +37,7 @@ candidates test that:
 """
 
 import functools
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -84,10 +84,21 @@ def select(lr_image: np.ndarray, estimates: Sequence[Any]) -> Any:
   (README, "Estimators"). The headline's bicubic term is the same for
   every candidate, so only their `recurrence_error`s are computed.
   """
+  return estimates[_best(lr_image, estimates)]
+
+
+def select_name(lr_image: np.ndarray, named: Mapping[str, Any]) -> str:
+  """The name of the estimate (or kernel) `select` keeps of `named`."""
+  names = list(named)
+  return names[_best(lr_image, [named[name] for name in names])]
+
+
+def _best(lr_image: np.ndarray, estimates: Sequence[Any]) -> int:
+  """The index of the lowest `recurrence_error` (see `select`)."""
   gray = _as_gray(lr_image)
   errors = [recurrence_error(gray, _kernel_of(estimate))
             for estimate in estimates]
-  return estimates[int(np.argmin(errors))]
+  return int(np.argmin(errors))
 
 
 def _kernel_of(estimate: Any) -> Float[np.ndarray, 'k k']:

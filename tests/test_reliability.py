@@ -257,3 +257,7 @@ def test_select_keeps_the_kernel_that_explains_the_image(example):
                 make(reliability.stretch_kernel(kernel, 0.4))]
   assert reliability.select(lr, candidates) is candidates[1]
   assert reliability.select(lr, candidates[::-1]) is candidates[1]
+  named = dict(zip(("wide", "true", "narrow"), candidates))
+  assert reliability.select_name(lr, named) == "true"
+  assert reliability.select_name(
+      lr, {name: named[name] for name in reversed(named)}) == "true"
