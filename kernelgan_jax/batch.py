@@ -34,7 +34,6 @@ import numpy as np
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import images
-from kernelgan_jax import programs
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax.data import TrainData
@@ -87,10 +86,8 @@ def stack_states(jobs: Sequence[Job], config: Config) -> GanState:
   """
   keys = jnp.stack([job.init_key for job in jobs])
   config = train_lib.step_config(config)
-  init = _batched_init(config)
-  if config.generator != "prior":  # See `train.chunk_program`.
-    init = programs.stored("batch_init_state", init, repr(config))
-  return init(keys)
+  return train_lib.kept("batch_init_state", _batched_init(config),
+                        config)(keys)
 
 
 @functools.lru_cache(maxsize=None)
@@ -178,13 +175,11 @@ def batched_chunk(config: Config, length: int, mesh: Optional[Mesh] = None
   `programs.use_folder` is set, its executable kept there (as
   `train.chunk_program`), so a later process skips tracing it."""
   config = train_lib.step_config(config)
-  chunk = _jitted_chunk(config, length, mesh)
-  if config.generator == "prior":
-    return chunk
   devices = None if mesh is None else (mesh.axis_names,
                                        mesh.device_ids.tolist())
-  return programs.stored(f"batch_chunk_{length}", chunk,
-                         f"{config!r} {devices}", donate_argnums=(0,))
+  return train_lib.kept(f"batch_chunk_{length}",
+                        _jitted_chunk(config, length, mesh), config,
+                        f" {devices}", donate_argnums=(0,))
 
 
 # The caches behind the two above: keyed on every argument given

@@ -119,10 +119,17 @@ def init_state(key: jax.Array, config: Config) -> GanState:
   once `programs.use_folder` is set from there without tracing.
   """
   config = _init_config(config)
+  return kept("init_state", _jitted_init(config), config)(key)
+
+
+def kept(name: str, jitted: Callable, config: Config, key: str = "", *,
+         donate_argnums: tuple[int, ...] = ()) -> Callable:
+  """`programs.stored` keyed by `config` (and `key`), or `jitted` itself
+  for the prior generator, whose weights file the program embeds."""
   if config.generator == "prior":
-    return _jitted_init(config)(key)
-  return programs.stored("init_state", _jitted_init(config),
-                         repr(config))(key)
+    return jitted
+  return programs.stored(name, jitted, f"{config!r}{key}",
+                         donate_argnums=donate_argnums)
 
 
 # What the initial state (and G's kernel fold) depends on: the networks'
@@ -169,10 +176,8 @@ def final_kernel(state: GanState, config: Config) -> np.ndarray:
   the host, folded at `config.matmul_precision`."""
   batch_dims = np.ndim(state.step)
   config = _init_config(config)
-  fold = _jitted_fold(config, batch_dims)
-  if config.generator != "prior":
-    name = f"fold_over_{batch_dims}_axes" if batch_dims else "fold"
-    fold = programs.stored(name, fold, repr(config))
+  name = f"fold_over_{batch_dims}_axes" if batch_dims else "fold"
+  fold = kept(name, _jitted_fold(config, batch_dims), config)
   return np.asarray(fold(state.g_params))
 
 
@@ -367,10 +372,8 @@ def chunk_program(config: Config, length: int) -> StepFn:
   """`jitted_chunk`, or once `programs.use_folder` is set its executable
   kept there, so a later process skips tracing it (not for the prior
   generator, whose weights file the program embeds)."""
-  if config.generator == "prior":
-    return jitted_chunk(config, length)
-  return programs.stored(f"train_chunk_{length}", jitted_chunk(config, length),
-                         repr(step_config(config)), donate_argnums=(0,))
+  return kept(f"train_chunk_{length}", jitted_chunk(config, length),
+              step_config(config), donate_argnums=(0,))
 
 
 CropSource = Callable[[int, int], Crops]
