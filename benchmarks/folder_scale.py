@@ -35,6 +35,7 @@ import numpy as np
 
 from benchmarks import machine
 from kernelgan_jax import div2krk
+from kernelgan_jax.config import Config
 
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 100, "Images to make.")
 _LR_SIZE = flags.DEFINE_list("lr_size", ["700", "1020"],
@@ -171,7 +172,7 @@ def main(argv: Sequence[str]) -> None:
     lines.append(f"| {r['run']} | {r['seconds']:.1f} | {r['images_written']} "
                  f"| {r['seconds'] / max(1, r['images_written']):.2f} "
                  f"| {r['returncode']} |")
-  total_iters = _ITERS.value or 1000  # The command line's default.
+  total_iters = _ITERS.value or Config.max_iters  # The command line's.
   if total_iters > chunk:
     rest = rows[1]["seconds"] - rows[2]["seconds"]
     lines += ["", f"Where the warm run goes: about {rows[2]['seconds']:.1f} s "
