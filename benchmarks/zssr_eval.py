@@ -20,8 +20,8 @@ the x2 kernels (the DIV2KRK x4 images apply the x2 kernel twice). With
 With --kernels (a file of `benchmarks/estimators.py`) and --estimator, the
 estimated column uses that estimator's kernel of seed --seed instead of
 running KernelGAN (--estimator=select: per image, the candidate
-`reliability.select` keeps, reusing that candidate's runs); with --baseline (an earlier run's JSON on the same set and
-settings), columns this run does not compute are taken from it, so one
+`reliability.select` keeps, reusing that candidate's runs); with --baseline
+(an earlier run's JSON on the same set and settings), columns this run does not compute are taken from it, so one
 estimator's column costs one ZSSR run per image. Writes
 benchmarks/results/zssr-<preset>-x<scale>[-<tag>]-<device>-<date>.{json,md}.
 """
