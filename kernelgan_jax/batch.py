@@ -85,7 +85,7 @@ def stack_states(jobs: Sequence[Job], config: Config) -> GanState:
   rounding.
   """
   keys = jnp.stack([job.init_key for job in jobs])
-  config = train_lib.step_config(config)
+  config = train_lib.init_config(config)
   return train_lib.kept("batch_init_state", _batched_init(config),
                         config)(keys)
 

@@ -118,7 +118,7 @@ def init_state(key: jax.Array, config: Config) -> GanState:
   optimiser slot; as one program it comes from the compilation cache, or
   once `programs.use_folder` is set from there without tracing.
   """
-  config = _init_config(config)
+  config = init_config(config)
   return kept("init_state", _jitted_init(config), config)(key)
 
 
@@ -140,7 +140,7 @@ _INIT_FIELDS = ("generator", "prior_path", "g_chan", "g_structure",
                 "matmul_precision")
 
 
-def _init_config(config: Config) -> Config:
+def init_config(config: Config) -> Config:
   """`config` with every other field at its default, so that configs that
   differ only in training settings (iterations, rates, loss weights) share
   one compiled initial state and fold."""
@@ -175,7 +175,7 @@ def final_kernel(state: GanState, config: Config) -> np.ndarray:
   """The 13x13 kernel of a state's generator (or of a stack of states), on
   the host, folded at `config.matmul_precision`."""
   batch_dims = np.ndim(state.step)
-  config = _init_config(config)
+  config = init_config(config)
   name = f"fold_over_{batch_dims}_axes" if batch_dims else "fold"
   fold = kept(name, _jitted_fold(config, batch_dims), config)
   return np.asarray(fold(state.g_params))

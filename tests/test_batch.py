@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -198,6 +199,15 @@ def test_a_short_batch_padded_to_the_full_size_reuses_its_program(trained):
   for j, result in enumerate(results):
     np.testing.assert_allclose(result.raw_kernel, raw[j], rtol=1e-5,
                                atol=1e-12)
+
+
+def test_training_settings_share_the_batched_initial_state(trained):
+  jobs = trained[0][:2]
+  other = CONFIG.replace(g_lr=1e-3, lambda_sparse_end=2.0, x4=True)
+  states = batch.stack_states(jobs, CONFIG)
+  programs_before = batch._batched_init.cache_info().currsize
+  chex.assert_trees_all_equal(batch.stack_states(jobs, other), states)
+  assert batch._batched_init.cache_info().currsize == programs_before
 
 
 def test_default_batch_size_follows_the_backend():
