@@ -16,7 +16,8 @@ analytic x4 kernels, on the x4 LR images), the re-synthesis PSNR
 below MATLAB's bicubic kernel, and the seconds per image, with bicubic and
 the truth as floor and ceiling; where a file holds both of
 `reliability.SELECT_FROM`, also what `estimator='select'` would keep of
-them. Writes
+them, and the better of them per run in hindsight (a bound on any choice
+between them). Writes
 benchmarks/results/estimators-<tag>[-x4]-<device of the run>-<date>.{json,md}.
 """
 
@@ -38,6 +39,10 @@ from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
 from kernelgan_jax import reliability
 from kernelgan_jax.config import get_config
+
+# Not an estimator: per run, whichever of `reliability.SELECT_FROM` has the
+# lower true kernel error; the best any choice between them could do.
+HINDSIGHT = "hindsight"
 
 _SET_DIR = flags.DEFINE_string("set_dir", "/tmp/div2krk_sk", "Set folder.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 8, "Images to evaluate.")
@@ -138,7 +143,7 @@ def score(examples: list[div2krk.Example]) -> None:
                  if key != "meta"})
   estimators = [e for e in meta["timing"] if any(r[0] == e for r in runs)]
   if all(e in estimators for e in reliability.SELECT_FROM):
-    estimators.append("select")
+    estimators += ["select", HINDSIGHT]
     meta["timing"]["select"] = {
         key: sum(meta["timing"][e][key] for e in reliability.SELECT_FROM)
         for key in ("seconds", "runs")}
@@ -156,6 +161,10 @@ def score(examples: list[div2krk.Example]) -> None:
     if all(e in row for e in reliability.SELECT_FROM):
       row["select"] = {seed: row[select_one(example, stored, seed, x4)][seed]
                        for seed in row[reliability.SELECT_FROM[0]]}
+      row[HINDSIGHT] = {
+          seed: min((row[e][seed] for e in reliability.SELECT_FROM),
+                    key=lambda s: s["kernel_error"])
+          for seed in row[reliability.SELECT_FROM[0]]}
     if len(row) > 3:
       rows.append(row)
       print(json.dumps(row), flush=True)
@@ -198,10 +207,10 @@ def markdown(rows: list[dict], estimators: list[str], meta: dict) -> str:
     worse = sum(err > r["bicubic"]["kernel_error"]
                 for err, r in zip(errors, scored))
     timing = meta["timing"].get(e, {})
-    per_image = (timing["seconds"] / timing["runs"] if timing.get("runs")
-                 else float("nan"))
+    per_image = (f"{timing['seconds'] / timing['runs']:.1f}"
+                 if timing.get("runs") else "-")
     lines.append(f"| {e} | {np.mean(errors):.4f} | {np.mean(psnrs):.2f} "
-                 f"| {worse} of {len(scored)} | {per_image:.1f} |")
+                 f"| {worse} of {len(scored)} | {per_image} |")
   lines.append(
       f"| bicubic | {np.mean([r['bicubic']['kernel_error'] for r in rows]):.4f}"
       f" | {np.mean([r['bicubic']['resynthesis_psnr'] for r in rows]):.2f} "
