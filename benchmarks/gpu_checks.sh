@@ -3,16 +3,18 @@
 # machine whose python3 has JAX for its GPU; nothing is installed):
 #   OUT=/tmp/out SETS=.sets PARTS="smoke folder zssr" bash benchmarks/gpu_checks.sh
 # PARTS picks the parts, in this order (default: smoke folder zssr, at most
-# 9.5 minutes by their limits; the estimator runs were measured on an H200
+# 8.3 minutes by their limits; the estimator runs were measured on an H200
 # on 2026-11-30):
 #   smoke       one small image through the command line (the others need it)
 #   folder      issue 15: 100 DIV2KRK-size images through one call (cold,
 #               warm, and warm with 50 iterations: where the time goes)
 #   zssr        issue 14: ZSSR with the original settings (`paper`) on the
-#               8 x2 photos with KernelGAN's and select's kernels (estimated
-#               on CPU, in $SETS/kernels-cpu-sk2-x2.npz, set div2krk_sk2);
-#               the bicubic and true-kernel columns come from the CPU run
-#               of 2026-11-25, so only the estimated column runs here
+#               8 x2 photos with the kernels of KernelGAN (1000 iterations)
+#               and fkp_lite (select's candidates; estimated on CPU, in
+#               $SETS/kernels-cpu-sk2-x2.npz, set div2krk_sk2); the bicubic
+#               and true-kernel columns come from the CPU run of
+#               2026-11-25, so only the estimated column runs here.
+#               ZSSR_JOBS="estimator:image ..." picks some (default all 16)
 #   estimators  issue 14: every estimator's kernels on the four sets
 #   tf32        issue 15: what TF32 (GPUs' default precision) would change
 #   fkp         KernelGAN-FKP as published: far costlier
@@ -21,6 +23,8 @@
 # and div2krk_sk2 (the x2-only set of the ZSSR runs). Every part has its own
 # time limit and writes its results to OUT as it goes; device.log has what
 # each part printed (the ZSSR runs print a row per image as they finish).
+# ZSSR_FLAGS adds flags to the ZSSR runs (a dry run on a CPU:
+# ZSSR_FLAGS="--zssr_iters=5" ZSSR_JOBS="kernelgan:coffee fkp_lite:coffee").
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 SETS=${SETS:-.sets}
@@ -46,24 +50,42 @@ part() {  # part NAME SECONDS COMMAND...: one bounded, logged step.
 } >> "$log" 2>&1
 
 if want smoke; then
-  part smoke 90 python3 -m kernelgan_jax.main \
+  part smoke 60 python3 -m kernelgan_jax.main \
     --image=tests/data/example_lr.png --output_dir=/tmp/smoke --iters=100 \
     --quiet
   grep -q "smoke: exit 0" "$log" || exit 1
 fi
 
 if want folder; then
-  part folder_scale 240 python3 -m benchmarks.folder_scale \
+  part folder_scale 200 python3 -m benchmarks.folder_scale \
     --num_images=100 --work_dir=/tmp/folder_scale --results_dir="$OUT"
 fi
 
 if want zssr; then
-  for estimator in kernelgan select; do
-    part "zssr paper $estimator" 120 python3 -m benchmarks.zssr_eval \
-      --set_dir="$SETS/div2krk_sk2" --preset=paper \
-      --kernels="$SETS/kernels-cpu-sk2-x2.npz" --estimator=$estimator \
-      --baseline=benchmarks/results/zssr-paper-x2-fullsize-cpu2-2026-11-25.json \
-      --reuse_sr --tag=fullsize-$estimator --results_dir="$OUT"
+  # One process per estimator and image, all at once: an image's ZSSR takes
+  # about a minute on an H200 whether or not another runs beside it (small
+  # convolutions, mostly waiting on the host), so the set takes about as
+  # long as its slowest image. Each job logs to its own file; select's
+  # column is composed afterwards from these (benchmarks/zssr_merge.py).
+  zssr=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk2"
+        --preset=paper --kernels="$SETS/kernels-cpu-sk2-x2.npz"
+        --baseline=benchmarks/results/zssr-paper-x2-fullsize-cpu2-2026-11-25.json
+        --results_dir="$OUT" ${ZSSR_FLAGS:-})
+  images="astronaut coffee chelsea rocket camera immunohistochemistry
+          hubble_deep_field retina"
+  jobs=${ZSSR_JOBS:-$(for e in kernelgan fkp_lite; do
+                        for i in $images; do echo "$e:$i"; done; done)}
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false
+  for job in $jobs; do
+    estimator=${job%%:*} image=${job#*:}
+    log=$OUT/zssr-$estimator-$image.log part "zssr paper $job" \
+      "${ZSSR_LIMIT:-240}" "${zssr[@]}" --estimator="$estimator" \
+      --only="$image" --tag="fullsize-$estimator-$image" &
+  done
+  wait
+  for job in $jobs; do
+    cat "$OUT/zssr-${job%%:*}-${job#*:}.log" >> "$log"
+    rm "$OUT/zssr-${job%%:*}-${job#*:}.log"
   done
 fi
 
@@ -93,3 +115,5 @@ if want fkp; then
   done
 fi
 echo "=== done" >> "$log"
+# At most 8 files come back from a device call: the results travel as one.
+cd "$OUT" && tar -cf results.tar --remove-files -- *.json *.md 2>/dev/null

@@ -17,6 +17,7 @@ With --x4 the x4 LR images are used, the x4 kernels being the analytic x4 of
 the x2 kernels (the DIV2KRK x4 images apply the x2 kernel twice). With
 --kernelgan_seeds=N, KernelGAN's kernel is the seed ensemble's
 (`kernelgan_jax.ensemble`; pass --reuse_sr to keep the other columns).
+--only evaluates the named images alone (parallel processes, one each).
 With --kernels (a file of `benchmarks/estimators.py`) and --estimator, the
 estimated column uses that estimator's kernel of seed --seed instead of
 running KernelGAN (--estimator=select: per image, the candidate
@@ -56,6 +57,9 @@ from kernelgan_jax.zssr import ZSSRConfig
 
 _SET_DIR = flags.DEFINE_string("set_dir", "/tmp/div2krk_sk", "Set folder.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 8, "Images to evaluate.")
+_ONLY = flags.DEFINE_list(
+    "only", [], "Evaluate only these images of the set (names), e.g. to "
+    "run a set's images in parallel processes.")
 _HR_SIZE = flags.DEFINE_integer("hr_size", None,
                                 "Centre-crop HR photos when building a set.")
 _X4 = flags.DEFINE_bool("x4", False, "Evaluate x4 (gradual ZSSR) instead.")
@@ -311,6 +315,12 @@ def main(argv: Sequence[str]) -> None:
   scale = 4 if _X4.value else 2
   examples = div2krk.load_or_make_set(
       _SET_DIR.value, _NUM_IMAGES.value, hr_size=_HR_SIZE.value, x4=_X4.value)
+  unknown = set(_ONLY.value) - {e.name for e in examples}
+  if unknown:
+    raise app.UsageError(f"--only: no image {', '.join(sorted(unknown))} "
+                         f"in {_SET_DIR.value}.")
+  if _ONLY.value:
+    examples = [e for e in examples if e.name in _ONLY.value]
   config = zssr_config()
   sr_dir = os.path.join(
       _SET_DIR.value, "SR",
@@ -372,7 +382,7 @@ def main(argv: Sequence[str]) -> None:
               ensemble_method=_ENSEMBLE_METHOD.value,
               methods=_METHODS.value, max_shift=_MAX_SHIFT.value,
               kernels=_KERNELS.value, estimator=_ESTIMATOR.value,
-              baseline=_BASELINE.value, skipped=skipped)
+              baseline=_BASELINE.value, only=_ONLY.value, skipped=skipped)
   tag = f"-{_TAG.value}" if _TAG.value else ""
   machine.save_results(
       _OUT.value, f"zssr-{_PRESET.value}-x{scale}{tag}-{meta['device']}-"
