@@ -16,7 +16,8 @@ after one 50-iteration chunk (its time is about the run's fixed cost:
 start-up, reading and preparing, writing), and the host's crop gathering
 for one chunk (`batch.batch_crops`, which the device's work on the previous
 chunk should hide) is timed in this process on `--gather_images` images.
-Writes <results_dir>/folder_scale-<device>-<date>.{json,md}.
+Writes <results_dir>/folder_scale[-<tag>]-<device>-<date>.{json,md}; the
+runs inherit this process's environment, XLA_FLAGS included (recorded).
 """
 
 from concurrent import futures
@@ -36,6 +37,7 @@ import numpy as np
 from benchmarks import machine
 from kernelgan_jax import div2krk
 from kernelgan_jax.config import Config
+from kernelgan_jax.config import get_config
 
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 100, "Images to make.")
 _LR_SIZE = flags.DEFINE_list("lr_size", ["700", "1020"],
@@ -50,6 +52,10 @@ _GATHER_IMAGES = flags.DEFINE_integer(
     "(0: skip).")
 _RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
                                "Where the JSON and markdown go.")
+_TAG = flags.DEFINE_string(
+    "tag", "", "Appended to the results' file names (e.g. which XLA_FLAGS "
+    "the runs had: they are recorded, and the compilation cache is keyed "
+    "by them).")
 
 
 def mosaic(photos: list[np.ndarray], rows: int, cols: int,
@@ -121,9 +127,8 @@ def gather_seconds(image_dir: str, count: int, length: int = 50) -> float:
   """Median seconds of the host's crop gathering for one `length`-iteration
   chunk of `count` images (`batch.batch_crops`), per image."""
   from kernelgan_jax import batch  # pylint: disable=g-import-not-at-top
-  from kernelgan_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from kernelgan_jax import images  # pylint: disable=g-import-not-at-top
-  config = config_lib.get_config()
+  config = get_config()
   paths = sorted(glob.glob(os.path.join(image_dir, "*.png")))[:count]
   jobs = [job for i, path in enumerate(paths) for job in batch.prepare_jobs(
       images.read_image(path), config, [0], image_index=i)]
@@ -156,14 +161,16 @@ def main(argv: Sequence[str]) -> None:
   meta = dict(machine.describe(), num_images=_NUM_IMAGES.value,
               lr_size=[lr_rows, lr_cols], make_images_s=make_s,
               iters=_ITERS.value, extra_flags=_EXTRA.value,
+              xla_flags=os.environ.get("XLA_FLAGS", ""),
               gather_seconds_per_image_chunk=gather)
   lines = [
       f"{meta['num_images']} synthetic DIV2KRK-protocol LR images of "
       f"{lr_cols}x{lr_rows} through one command-line call (`--input_dir`, "
       f"default settings{', --iters=' + str(_ITERS.value) if _ITERS.value else ''}), "
       f"{meta['device']} ({meta['processor']}, {meta['cores']} cores), "
-      f"jax {meta['jax']}, {meta['date']}; wall time from process start to "
-      "the last file written.",
+      f"jax {meta['jax']}, {meta['date']}"
+      + (f", XLA_FLAGS={meta['xla_flags']}" if meta["xla_flags"] else "")
+      + "; wall time from process start to the last file written.",
       "",
       "| run | seconds | images written | seconds per image | exit status |",
       "|---|---|---|---|---|",
@@ -186,9 +193,10 @@ def main(argv: Sequence[str]) -> None:
               f"{_GATHER_IMAGES.value} images), {gather * meta['num_images']:.2f}"
               f" s per chunk for all {meta['num_images']}, done while the "
               "device runs the previous chunk."]
+  tag = f"-{_TAG.value}" if _TAG.value else ""
   machine.save_results(_RESULTS.value,
-                       f"folder_scale-{meta['device']}-{meta['date']}", meta,
-                       rows, "\n".join(lines) + "\n")
+                       f"folder_scale{tag}-{meta['device']}-{meta['date']}",
+                       meta, rows, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

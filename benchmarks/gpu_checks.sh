@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The GPU checks, as one bounded script (run from the repository root on a
 # machine whose python3 has JAX for its GPU; nothing is installed):
-#   OUT=/tmp/out SETS=.sets PARTS="smoke folder zssr" bash benchmarks/gpu_checks.sh
-# PARTS picks the parts, in this order (default: smoke folder zssr, at most
-# 8.3 minutes by their limits; the estimator runs were measured on an H200
-# on 2026-11-30):
+#   OUT=/tmp/out SETS=.sets PARTS="smoke compile" bash benchmarks/gpu_checks.sh
+# PARTS picks the parts, in this order (default: what is still unmeasured,
+# smoke compile zssr_cache, at most 9.3 minutes by their limits; the other
+# parts were measured on an H200 on 2026-11-30):
 #   smoke       one small image through the command line (the others need it)
 #   folder      issue 15: 100 DIV2KRK-size images through one call (cold,
 #               warm, and warm with 50 iterations: where the time goes)
+#   compile     issue 15: the folder again with XLA_FLAGS that shorten GPU
+#               compilation (autotuning off; no Triton GEMMs), each its own
+#               empty cache
+#   zssr_cache  ZSSR `paper` on one image in two processes, the second with
+#               the first's compilation cache (where its time goes on a GPU)
 #   zssr        issue 14: ZSSR with the original settings (`paper`) on the
 #               8 x2 photos with the kernels of KernelGAN (1000 iterations)
 #               and fkp_lite (select's candidates; estimated on CPU, in
@@ -28,7 +33,7 @@
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 SETS=${SETS:-.sets}
-PARTS=${PARTS:-smoke folder zssr}
+PARTS=${PARTS:-smoke compile zssr_cache}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD
 export JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache
@@ -61,16 +66,38 @@ if want folder; then
     --num_images=100 --work_dir=/tmp/folder_scale --results_dir="$OUT"
 fi
 
+if want compile; then
+  # Where the empty cache's 41 s of compilation goes (2026-11-30): the same
+  # folder with XLA's GPU autotuning off, then without Triton GEMMs.
+  for variant in autotune0:--xla_gpu_autotune_level=0 \
+                 notriton:--xla_gpu_enable_triton_gemm=false; do
+    XLA_FLAGS=${variant#*:} part "folder_scale ${variant#*:}" 150 \
+      python3 -m benchmarks.folder_scale --num_images=100 --gather_images=0 \
+      --work_dir=/tmp/folder_${variant%%:*} --tag=${variant%%:*} \
+      --results_dir="$OUT"
+  done
+fi
+
+zssr=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk2"
+      --preset=paper --kernels="$SETS/kernels-cpu-sk2-x2.npz"
+      --baseline=benchmarks/results/zssr-paper-x2-fullsize-cpu2-2026-11-25.json
+      --results_dir="$OUT" ${ZSSR_FLAGS:-})
+
+if want zssr_cache; then
+  # Is ZSSR's minute per image on an H200 compilation? One image twice, the
+  # second process with the first one's compilation cache.
+  for run in cold warm; do
+    part "zssr paper astronaut, $run cache" 100 "${zssr[@]}" \
+      --estimator=kernelgan --only=astronaut --tag=astronaut-$run
+  done
+fi
+
 if want zssr; then
   # One process per estimator and image, all at once: an image's ZSSR takes
   # about a minute on an H200 whether or not another runs beside it (small
   # convolutions, mostly waiting on the host), so the set takes about as
   # long as its slowest image. Each job logs to its own file; select's
   # column is composed afterwards from these (benchmarks/zssr_merge.py).
-  zssr=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk2"
-        --preset=paper --kernels="$SETS/kernels-cpu-sk2-x2.npz"
-        --baseline=benchmarks/results/zssr-paper-x2-fullsize-cpu2-2026-11-25.json
-        --results_dir="$OUT" ${ZSSR_FLAGS:-})
   images="astronaut coffee chelsea rocket camera immunohistochemistry
           hubble_deep_field retina"
   jobs=${ZSSR_JOBS:-$(for e in kernelgan fkp_lite; do

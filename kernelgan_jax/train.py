@@ -372,8 +372,9 @@ def chunk_program(config: Config, length: int) -> StepFn:
   """`jitted_chunk`, or once `programs.use_folder` is set its executable
   kept there, so a later process skips tracing it (not for the prior
   generator, whose weights file the program embeds)."""
-  return kept(f"train_chunk_{length}", jitted_chunk(config, length),
-              step_config(config), donate_argnums=(0,))
+  config = step_config(config)
+  return kept(f"train_chunk_{length}", _jitted_chunk(config, length), config,
+              donate_argnums=(0,))
 
 
 CropSource = Callable[[int, int], Crops]
