@@ -95,9 +95,8 @@ def select_name(lr_image: np.ndarray, named: Mapping[str, Any]) -> str:
 
 def _best(lr_image: np.ndarray, estimates: Sequence[Any]) -> int:
   """The index of the lowest `recurrence_error` (see `select`)."""
-  gray = _as_gray(lr_image)
-  errors = [recurrence_error(gray, _kernel_of(estimate))
-            for estimate in estimates]
+  errors = recurrence_errors(_as_gray(lr_image),
+                             [_kernel_of(estimate) for estimate in estimates])
   return int(np.argmin(errors))
 
 
@@ -349,9 +348,21 @@ def recurrence_error(lr_image: np.ndarray, kernel: np.ndarray,
   Returns:
     The relative mean nearest-neighbour distance, in [0, ~1.5].
   """
+  return recurrence_errors(lr_image, [kernel], scale, patch, crop, queries,
+                           textured_fraction, seed)[0]
+
+
+def recurrence_errors(lr_image: np.ndarray, kernels: Sequence[np.ndarray],
+                      scale: int = SCALE, patch: int = PATCH,
+                      crop: int = RECURRENCE_CROP,
+                      queries: int = RECURRENCE_QUERIES,
+                      textured_fraction: float = TEXTURED_FRACTION,
+                      seed: int = 0) -> list[float]:
+  """`recurrence_error` of each kernel, the LR side (tile, query patches)
+  computed once."""
   gray = textured_crop(_as_gray(lr_image), crop)
-  down = _downscaled(gray, kernel, scale)
-  if min(down.shape) < patch:
+  downs = [_downscaled(gray, kernel, scale) for kernel in kernels]
+  if any(min(down.shape) < patch for down in downs):
     raise ValueError(f'image {gray.shape} too small for {patch}px patches '
                      f'at x{scale}')
   candidates = _patches(gray, patch)
@@ -362,9 +373,10 @@ def recurrence_error(lr_image: np.ndarray, kernel: np.ndarray,
       textured, min(queries, count), replace=False)
   norm = contrast[chosen].mean()
   if not norm > 0:
-    return float('nan')
-  distances = _nearest_distances(candidates[chosen], _patches(down, patch))
-  return float(distances.mean() / norm)
+    return [float('nan')] * len(kernels)
+  return [float(_nearest_distances(candidates[chosen],
+                                   _patches(down, patch)).mean() / norm)
+          for down in downs]
 
 
 def width_scan(lr_image: np.ndarray, kernel: np.ndarray,
@@ -532,8 +544,8 @@ def score(lr_image: np.ndarray, estimate: Any,
   """
   kernel = _kernel_of(estimate)
   gray = _as_gray(lr_image)
-  recurrence = recurrence_error(gray, kernel)
-  bicubic = recurrence_error(gray, metrics.bicubic_kernel_x2())
+  recurrence, bicubic = recurrence_errors(
+      gray, [kernel, metrics.bicubic_kernel_x2()])
   result = {'recurrence_vs_bicubic': float(np.log(recurrence / bicubic)),
             'recurrence': recurrence, 'recurrence_bicubic': bicubic,
             'sharpness_log_ratio': sharpness_mismatch(gray, kernel)}

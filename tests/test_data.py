@@ -39,6 +39,18 @@ def test_probability_maps_are_normalised_and_framed():
   assert not d_map[:13].any() and d_map[13:-13, 13:-13].all()
 
 
+def test_g_map_resizes_the_luma_as_the_original_resizes_the_image():
+  from kernelgan_jax.imresize import imresize  # pylint: disable=g-import-not-at-top
+  image = np.random.default_rng(2).random((120, 140, 3)).astype(np.float32)
+  g_map, _ = data.crop_probability_maps(image, CONFIG)
+  # The original: the colour image downscaled, then its gradient map.
+  small = imresize(np.asarray(image, np.float64), 0.5)
+  original = data.probability_map(
+      data.gradient_map(small).repeat(2, 0).repeat(2, 1),
+      CONFIG.input_crop_size)
+  np.testing.assert_allclose(g_map, original, rtol=1e-9, atol=1e-15)
+
+
 def test_gradient_map_follows_texture():
   image = np.zeros((100, 100, 3))
   image[:, 50:] = 1.0  # One vertical edge.

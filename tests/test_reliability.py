@@ -70,6 +70,14 @@ def test_recurrence_error_is_least_near_the_true_kernel(example):
   assert 0.0 < truth < 1.0
 
 
+def test_recurrence_errors_of_several_kernels_are_each_ones(example):
+  lr, kernel = example
+  kernels = [kernel, metrics.bicubic_kernel_x2(),
+             reliability.stretch_kernel(kernel, 1.5)]
+  assert reliability.recurrence_errors(lr, kernels) == [
+      reliability.recurrence_error(lr, k) for k in kernels]
+
+
 def test_recurrence_error_is_deterministic_and_scale_free(example):
   lr, kernel = example
   first = reliability.recurrence_error(lr, kernel)

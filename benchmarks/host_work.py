@@ -1,0 +1,95 @@
+r"""The host's work per image of a folder, outside training.
+
+  python -m benchmarks.host_work --image_dir=/tmp/folder_scale/LR \
+      --num_images=4 --repeats=3 [--tag=...]
+
+A folder run (`pipeline.estimate_files`) reads every image, prepares it
+(crop probability maps, crop corners: `batch.prepare_jobs`) and, once its
+kernel is estimated, scores its reliability (`reliability.score`) in a pool
+of threads. On a GPU, where a batch of 100 DIV2KRK-size images trains in
+seconds, this work is most of a warm run's time. Times each stage
+in-process, one image at a time, `--repeats` passes over `--num_images`
+PNGs of `--image_dir` (e.g. those `benchmarks/folder_scale.py` makes);
+the reliability score's cost does not depend on the kernel's values, so
+MATLAB's bicubic kernel stands in for an estimate. Medians per image.
+Writes <results_dir>/host_work[-<tag>]-<device>-<date>.{json,md}.
+"""
+
+import glob
+import os
+import time
+from typing import Callable, Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from benchmarks import machine
+from kernelgan_jax import batch
+from kernelgan_jax import images
+from kernelgan_jax import metrics
+from kernelgan_jax import reliability
+from kernelgan_jax.config import get_config
+
+_IMAGE_DIR = flags.DEFINE_string("image_dir", "/tmp/folder_scale/LR",
+                                 "A folder of PNG images.")
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 4, "Images timed.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Passes over the images.")
+_RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
+                               "Where the JSON and markdown go.")
+_TAG = flags.DEFINE_string("tag", "", "Appended to the results' file names.")
+
+
+def median_seconds(function: Callable, inputs: Sequence, repeats: int
+                   ) -> float:
+  """Median wall seconds of function(x) over `repeats` passes of inputs."""
+  times = []
+  for _ in range(repeats):
+    for x in inputs:
+      start = time.perf_counter()
+      function(x)
+      times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  paths = sorted(glob.glob(os.path.join(_IMAGE_DIR.value, "*.png")))
+  paths = paths[:_NUM_IMAGES.value]
+  if not paths:
+    raise app.UsageError(f"no PNG images in {_IMAGE_DIR.value}")
+  config = get_config()
+  kernel = metrics.bicubic_kernel_x2()
+  loaded = [images.read_image(p) for p in paths]
+  batch.prepare_jobs(loaded[0], config, [0], image_index=0)  # Warm-up.
+  reliability.score(loaded[0], kernel)
+  stages = {
+      "read": median_seconds(images.read_image, paths, _REPEATS.value),
+      "prepare": median_seconds(
+          lambda im: batch.prepare_jobs(im, config, [0], image_index=0),
+          loaded, _REPEATS.value),
+      "reliability": median_seconds(
+          lambda im: reliability.score(im, kernel), loaded, _REPEATS.value),
+  }
+  meta = dict(machine.describe(), image_dir=_IMAGE_DIR.value,
+              images=len(paths), shape=list(loaded[0].shape),
+              repeats=_REPEATS.value, tag=_TAG.value)
+  lines = [
+      f"The host's work per image outside training, {len(paths)} images of "
+      f"{loaded[0].shape[1]}x{loaded[0].shape[0]} from {_IMAGE_DIR.value}, "
+      f"{_REPEATS.value} passes, one thread"
+      + (f", {_TAG.value}" if _TAG.value else "")
+      + f": {meta['device']} ({meta['processor']}, {meta['cores']} cores), "
+      f"jax {meta['jax']}, {meta['date']}. Median seconds per image.", "",
+      "| stage | seconds |", "|---|---|",
+      *[f"| {name} | {seconds:.3f} |" for name, seconds in stages.items()],
+      f"| total | {sum(stages.values()):.3f} |"]
+  tag = f"-{_TAG.value}" if _TAG.value else ""
+  machine.save_results(_RESULTS.value,
+                       f"host_work{tag}-{meta['device']}-{meta['date']}",
+                       meta, [stages], "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
