@@ -93,11 +93,11 @@ if want zssr_cache; then
 fi
 
 if want zssr; then
-  # One process per estimator and image, all at once: an image's ZSSR takes
-  # about a minute on an H200 whether or not another runs beside it (small
-  # convolutions, mostly waiting on the host), so the set takes about as
-  # long as its slowest image. Each job logs to its own file; select's
-  # column is composed afterwards from these (benchmarks/zssr_merge.py).
+  # One process per estimator and image, all at once: on an H200 an image's
+  # ZSSR took about a minute with two side by side and 130-185 s with
+  # eight (mostly compiling for its size), so all at once is the quickest
+  # way through a set. Each job logs to its own file; select's column is
+  # composed afterwards from these (benchmarks/zssr_merge.py).
   images="astronaut coffee chelsea rocket camera immunohistochemistry
           hubble_deep_field retina"
   jobs=${ZSSR_JOBS:-$(for e in kernelgan fkp_lite; do
