@@ -383,10 +383,16 @@ def main(argv: Sequence[str]) -> None:
               methods=_METHODS.value, max_shift=_MAX_SHIFT.value,
               kernels=_KERNELS.value, estimator=_ESTIMATOR.value,
               baseline=_BASELINE.value, only=_ONLY.value, skipped=skipped)
+  save(meta, rows)
+
+
+def save(meta: dict, rows: list[dict]) -> None:
+  """Writes <--results_dir>/zssr-<preset>-x<scale>[-<--tag>]-<device>-<date>
+  .{json,md}."""
   tag = f"-{_TAG.value}" if _TAG.value else ""
   machine.save_results(
-      _OUT.value, f"zssr-{_PRESET.value}-x{scale}{tag}-{meta['device']}-"
-      f"{meta['date']}", meta, rows, markdown(rows, meta))
+      _OUT.value, f"zssr-{meta['preset']}-x{meta['scale']}{tag}-"
+      f"{meta['device']}-{meta['date']}", meta, rows, markdown(rows, meta))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
-from benchmarks import machine
 from benchmarks import zssr_eval
 from kernelgan_jax import div2krk
 from kernelgan_jax import reliability
@@ -40,8 +39,23 @@ _SELECT_FROM = flags.DEFINE_list(
 
 
 def _load(path: str) -> dict:
-  with open(path) as f:
-    return json.load(f)
+  """A results JSON; ValueError naming the file if it is not one."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{path}: not a results JSON ({error})") from error
+
+
+_SETTINGS = ("preset", "scale", "kernels", "seed")
+
+
+def _check_same(results: Sequence[dict], keys: Sequence[str]) -> None:
+  """Raises ValueError unless every run's meta agrees on `keys`."""
+  settings = {tuple(r["meta"].get(k) for k in keys) for r in results}
+  if len(settings) > 1:
+    raise ValueError(f"inputs differ in {tuple(keys)}: "
+                     f"{sorted(map(str, settings))}")
 
 
 def merge(results: list[dict], order: Sequence[str]) -> dict:
@@ -49,13 +63,10 @@ def merge(results: list[dict], order: Sequence[str]) -> dict:
   `order` (image names); the first run's meta, without --only.
 
   Raises:
-    ValueError: when the runs differ in estimator, preset or scale, or two
-      of them scored the same image.
+    ValueError: when the runs differ in estimator, preset, scale, kernels
+      or seed, or two of them scored the same image.
   """
-  keys = ("estimator", "preset", "scale", "kernels", "seed")
-  settings = {tuple(r["meta"].get(k) for k in keys) for r in results}
-  if len(settings) > 1:
-    raise ValueError(f"inputs differ in {keys}: {sorted(map(str, settings))}")
+  _check_same(results, ("estimator",) + _SETTINGS)
   rows = [row for r in results for row in r["rows"]]
   names = [row["name"] for row in rows]
   if len(set(names)) < len(names):
@@ -69,17 +80,27 @@ def merge(results: list[dict], order: Sequence[str]) -> dict:
 
 
 def compose_select(by_estimator: dict[str, dict], examples) -> dict:
-  """select's {meta, rows}: per image the kept candidate's row."""
+  """select's {meta, rows}: per image the kept candidate's row; an image
+  whose kept candidate has no row is listed in meta's `skipped`.
+
+  Raises:
+    ValueError: when the candidates' runs differ in preset, scale, kernels
+      or seed.
+  """
+  _check_same(list(by_estimator.values()), _SETTINGS)
   first = next(iter(by_estimator.values()))
   seed = first["meta"]["seed"]
   rows_of = {e: {row["name"]: row for row in r["rows"]}
              for e, r in by_estimator.items()}
-  rows = []
+  rows, skipped = [], []
   for example in examples:
     kept = zssr_eval.selected_estimator(example.lr, example.name, seed)
     if example.name in rows_of[kept]:
       rows.append(dict(rows_of[kept][example.name], selected=kept))
-  meta = dict(first["meta"], estimator="select",
+    else:
+      skipped.append(f"{example.name}: select keeps {kept}, which has no "
+                     "row for it")
+  meta = dict(first["meta"], estimator="select", skipped=skipped,
               composed_from=sorted(by_estimator))
   return {"meta": meta, "rows": rows}
 
@@ -89,26 +110,25 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError("Too many command-line arguments.")
   examples = div2krk.load_or_make_set(zssr_eval._SET_DIR.value,  # pylint: disable=protected-access
                                       zssr_eval._NUM_IMAGES.value)  # pylint: disable=protected-access
-  if _SELECT_FROM.value:
-    pairs = dict(item.split("=", 1) for item in _SELECT_FROM.value)
-    if set(pairs) != set(reliability.SELECT_FROM):
-      raise app.UsageError("--select_from needs exactly "
-                           f"{', '.join(reliability.SELECT_FROM)}.")
-    merged = compose_select({e: _load(p) for e, p in pairs.items()},
-                            examples)
-  else:
-    paths = sorted({p for pattern in _INPUTS.value
-                    for p in glob.glob(pattern)})
-    if not paths:
-      raise app.UsageError("--inputs matches no file.")
-    merged = merge([_load(p) for p in paths], [e.name for e in examples])
-  meta, rows = merged["meta"], merged["rows"]
-  tag = zssr_eval._TAG.value  # pylint: disable=protected-access
-  machine.save_results(
-      zssr_eval._OUT.value,  # pylint: disable=protected-access
-      f"zssr-{meta['preset']}-x{meta['scale']}{'-' + tag if tag else ''}-"
-      f"{meta['device']}-{meta['date']}", meta, rows,
-      zssr_eval.markdown(rows, meta))
+  try:
+    if _SELECT_FROM.value:
+      pairs = dict(item.split("=", 1) for item in _SELECT_FROM.value
+                   if "=" in item)
+      if (len(pairs) != len(_SELECT_FROM.value)
+          or set(pairs) != set(reliability.SELECT_FROM)):
+        raise app.UsageError("--select_from needs estimator=JSON for "
+                             f"exactly {', '.join(reliability.SELECT_FROM)}.")
+      merged = compose_select({e: _load(p) for e, p in pairs.items()},
+                              examples)
+    else:
+      paths = sorted({p for pattern in _INPUTS.value
+                      for p in glob.glob(pattern)})
+      if not paths:
+        raise app.UsageError("--inputs matches no file.")
+      merged = merge([_load(p) for p in paths], [e.name for e in examples])
+  except (OSError, ValueError) as error:  # Bad inputs: one line.
+    raise app.UsageError(str(error)) from error
+  zssr_eval.save(merged["meta"], merged["rows"])
 
 
 if __name__ == "__main__":

@@ -47,3 +47,14 @@ def test_select_takes_each_image_from_the_kept_candidate(monkeypatch):
       {"name": "cat", "from": "fkp_lite", "selected": "fkp_lite"},
       {"name": "dog", "from": "kernelgan", "selected": "kernelgan"}]
   assert composed["meta"]["estimator"] == "select"
+  assert composed["meta"]["skipped"] == []
+  # An image whose kept candidate has no row is named, not silently lost.
+  by_estimator["fkp_lite"]["rows"] = by_estimator["fkp_lite"]["rows"][1:]
+  composed = zssr_merge.compose_select(
+      by_estimator, [Example("cat", None), Example("dog", None)])
+  assert [r["name"] for r in composed["rows"]] == ["dog"]
+  assert composed["meta"]["skipped"] == [
+      "cat: select keeps fkp_lite, which has no row for it"]
+  by_estimator["fkp_lite"]["meta"]["seed"] = 1
+  with pytest.raises(ValueError, match="differ"):
+    zssr_merge.compose_select(by_estimator, [Example("cat", None)])
