@@ -24,7 +24,7 @@ stacked `GanState` and of the jobs' stacked crops.
 """
 
 import functools
-from typing import NamedTuple, Optional, Sequence, TypeVar
+from typing import Callable, NamedTuple, Optional, Sequence, TypeVar
 
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -149,13 +149,15 @@ def wait_for_processes(name: str) -> None:
   client.wait_at_barrier(name, 2**31 - 1)  # Milliseconds: about 24 days.
 
 
-def _vmapped_step(config: Config, mesh: Optional[Mesh]) -> train_lib.StepFn:
-  """The step vmapped over jobs; with a mesh, each device runs its shard.
+def _vmapped_step(config: Config, mesh: Optional[Mesh],
+                  step: Callable = train_lib.train_step) -> Callable:
+  """`step` (`train.train_step` or `train.folded_step`) vmapped over jobs;
+  with a mesh, each device runs its shard.
 
   `shard_map` keeps every job's arithmetic on one device (XLA's automatic
   partitioning of the vmapped convolutions fails on grouped convolutions).
   """
-  step = jax.vmap(functools.partial(train_lib.train_step, config=config))
+  step = jax.vmap(functools.partial(step, config=config))
   if mesh is None or mesh.size == 1:
     return step
   spec = PartitionSpec(BATCH_AXIS)
@@ -192,11 +194,12 @@ def _jitted_step(config, mesh):
 
 @functools.lru_cache(maxsize=None)
 def _jitted_chunk(config, length, mesh):
-  step = _vmapped_step(config, mesh)
+  step = _vmapped_step(config, mesh, train_lib.folded_step)
   def chunk(states, crops):
     noise = jax.vmap(lambda s: train_lib.chunk_noise(s, config, length),
                      out_axes=1)(states)
-    return train_lib.scan_steps(step, states, crops, noise)
+    folded = jax.vmap(lambda s: train_lib.first_fold(s, config))(states)
+    return train_lib.scan_steps(step, states, folded, crops, noise)
   return jax.jit(chunk, donate_argnums=0)
 
 

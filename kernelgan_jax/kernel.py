@@ -11,8 +11,9 @@ the package is aligned with live here too.
 """
 
 import dataclasses
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
+import jax
 from jax import lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -27,9 +28,8 @@ def fold_delta(conv_kernels: Sequence[Float[Array, "kh kw ci co"]]
   """The original's fold (spec 7.1), the definition of G's kernel.
 
   A 1x1 delta, zero-padded by k - 1, goes through every conv of G with
-  stride 1 (`lax.conv`); the result, flipped, is k. `extract_kernel`
-  computes the same kernel at a fraction of the cost and is what training
-  uses.
+  stride 1 (`lax.conv`); the result, flipped, is k. `fold` computes the
+  same kernel at a fraction of the cost and is what training uses.
   """
   size = sum(w.shape[0] for w in conv_kernels) - len(conv_kernels) + 1
   x = jnp.pad(jnp.ones((1, 1, 1, 1)),
@@ -77,33 +77,85 @@ def _compose(after: Float[Array, "ka ka cm co"],
   return out.reshape(size, size, before.shape[2], after.shape[3])
 
 
-def extract_kernel(conv_kernels: Sequence[Float[Array, "kh kw ci co"]]
-                   ) -> Float[Array, "k k"]:
+class Fold(NamedTuple):
+  """G's kernel and what entered each stage of `fold`, which is all
+  `fold_gradients` needs (every stage is linear in each argument)."""
+  kernel: Float[Array, "k k"]
+  inputs: tuple[Array, ...]
+
+
+def _times(x: Float[Array, "c m"], w: Float[Array, "1 1 m o"]
+           ) -> Float[Array, "c o"]:
+  return x @ w[0, 0]
+
+
+def _onto_spatial(x: Float[Array, "m o"], w: Float[Array, "kh kw ci m"]
+                  ) -> Float[Array, "kh kw ci o"]:
+  return jnp.einsum("hwim,mo->hwio", w, x)
+
+
+def _stages(conv_kernels: Sequence[Array]) -> tuple[int, list]:
+  """The fold's order: the first 1x1 layer's index, then (index, stage)
+  for every other layer, each stage mapping (running value, its kernel)
+  to the next value."""
+  spatial = [i for i, w in enumerate(conv_kernels) if w.shape[0] > 1]
+  pointwise = [i for i, w in enumerate(conv_kernels) if w.shape[0] == 1]
+  return pointwise[0], ([(i, _times) for i in pointwise[1:]]
+                        + [(spatial[-1], _onto_spatial)]
+                        + [(i, _compose) for i in reversed(spatial[:-1])])
+
+
+def fold(conv_kernels: Sequence[Float[Array, "kh kw ci co"]]) -> Fold:
   """Folds G's convs into its single cross-correlation kernel (spec 7.1).
 
   The original pushes a delta forward through the layers (`fold_delta`);
   this computes the same kernel from the other end (the fold transposed):
   the trailing 1x1 layers contract into one vector, then the spatial layers
-  are composed as full convolutions, last to first. It is differentiable
-  and its value and gradient cost a fraction of the delta fold's
-  (`benchmarks/fold_order.py`, benchmarks/README.md).
+  are composed as full convolutions, last to first. Its value and gradient
+  cost a fraction of the delta fold's (`benchmarks/fold_order.py`,
+  benchmarks/README.md).
 
   Args:
     conv_kernels: G's HWIO kernels, first layer first; spatial ones first,
-      then any number of 1x1 layers.
+      then any number (at least one) of 1x1 layers.
 
   Returns:
-    k such that G(x) == correlate_valid(x, k)[::2, ::2] per channel.
+    k such that G(x) == correlate_valid(x, k)[::2, ::2] per channel, and
+    each stage's input, for `fold_gradients`.
   """
-  spatial = [w for w in conv_kernels if w.shape[0] > 1]
-  pointwise = [w[0, 0] for w in conv_kernels if w.shape[0] == 1]
-  tail = pointwise[0]
-  for w in pointwise[1:]:
-    tail = tail @ w
-  folded = jnp.einsum("hwim,mo->hwio", spatial[-1], tail)
-  for w in reversed(spatial[:-1]):
-    folded = _compose(folded, w)
-  return folded[:, :, 0, 0]
+  first, stages = _stages(conv_kernels)
+  value, inputs = conv_kernels[first][0, 0], []
+  for index, stage in stages:
+    inputs.append(value)
+    value = stage(value, conv_kernels[index])
+  return Fold(value[:, :, 0, 0], tuple(inputs))
+
+
+def extract_kernel(conv_kernels: Sequence[Float[Array, "kh kw ci co"]]
+                   ) -> Float[Array, "k k"]:
+  """`fold`'s kernel alone (differentiable)."""
+  return fold(conv_kernels).kernel
+
+
+def fold_gradients(conv_kernels: Sequence[Float[Array, "kh kw ci co"]],
+                   folded: Fold, kernel_grad: Float[Array, "k k"]
+                   ) -> list[Float[Array, "kh kw ci co"]]:
+  """The gradient of a loss with respect to each conv kernel, from its
+  gradient with respect to the folded kernel: backpropagation through
+  `fold`, reading the stage inputs `folded` kept instead of folding
+  again. Equals autodiff through `extract_kernel`.
+  """
+  first, stages = _stages(conv_kernels)
+  grads = [None] * len(conv_kernels)
+  grad = kernel_grad[:, :, None, None]
+  for (index, stage), value in zip(reversed(stages),
+                                   reversed(folded.inputs)):
+    # Each stage is linear in each argument, so its pullback reads only the
+    # inputs; the stage's own output, unused, is dropped by XLA.
+    _, pullback = jax.vjp(stage, value, conv_kernels[index])
+    grad, grads[index] = pullback(grad)
+  grads[first] = grad[None, None]
+  return grads
 
 
 def soft_threshold(kernel: np.ndarray, n_filtering: int = 40) -> np.ndarray:

@@ -47,10 +47,18 @@ class GanState(NamedTuple):
 
 
 class Networks(NamedTuple):
-  """The static halves of G and D, G's kernel map and the optimisers."""
+  """The static halves of G and D, G's kernel map and the optimisers.
+
+  `fold_of(g_params)` is G's kernel with what its gradient needs (a
+  `kernel.Fold`); `fold_grads(g_params, fold, kernel_grad)` maps a loss's
+  gradient with respect to the kernel to one with respect to `g_params`.
+  """
   g_def: nnx.GraphDef | None  # None for the prior generator.
   d_def: nnx.GraphDef
   kernel_of: Callable[[nnx.State | Array], Float[Array, "k k"]]
+  fold_of: Callable[[nnx.State | Array], kernel_lib.Fold]
+  fold_grads: Callable[[nnx.State | Array, kernel_lib.Fold,
+                        Float[Array, "k k"]], nnx.State | Array]
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
 
@@ -70,11 +78,16 @@ def networks(config: Config) -> Networks:
   if config.generator == "prior":
     from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top  # Only for it.
     prior = prior_lib.load_prior(config.prior_path)
-    return Networks(None, d_def, functools.partial(prior_kernel, prior),
+    kernel_of = functools.partial(prior_kernel, prior)
+    return Networks(None, d_def, kernel_of,
+                    lambda z: kernel_lib.Fold(kernel_of(z), ()),
+                    lambda z, _, grad: jax.vjp(kernel_of, z)[1](grad)[0],
                     adam(config.latent_lr), adam(config.d_lr))
   g_def, _ = nnx.split(nnx.eval_shape(
       lambda: LinearGenerator(config, rngs=nnx.Rngs(0))))
   return Networks(g_def, d_def, functools.partial(generator_kernel, g_def),
+                  functools.partial(generator_fold, g_def),
+                  functools.partial(generator_fold_grads, g_def),
                   adam(config.g_lr), adam(config.d_lr))
 
 
@@ -171,6 +184,22 @@ def generator_kernel(g_def: nnx.GraphDef, g_params: nnx.State
   return kernel_lib.extract_kernel(nnx.merge(g_def, g_params).conv_kernels())
 
 
+def generator_fold(g_def: nnx.GraphDef, g_params: nnx.State
+                   ) -> kernel_lib.Fold:
+  """`generator_kernel` with what its gradient needs (`kernel.fold`)."""
+  return kernel_lib.fold(nnx.merge(g_def, g_params).conv_kernels())
+
+
+def generator_fold_grads(g_def: nnx.GraphDef, g_params: nnx.State,
+                         folded: kernel_lib.Fold,
+                         kernel_grad: Float[Array, "k k"]) -> nnx.State:
+  """A loss's gradient with respect to G's weights, from its gradient with
+  respect to G's kernel (`kernel.fold_gradients`)."""
+  convs, to_state = jax.vjp(
+      lambda p: nnx.merge(g_def, p).conv_kernels(), g_params)
+  return to_state(kernel_lib.fold_gradients(convs, folded, kernel_grad))[0]
+
+
 def final_kernel(state: GanState, config: Config) -> np.ndarray:
   """The 13x13 kernel of a state's generator (or of a stack of states), on
   the host, folded at `config.matmul_precision`."""
@@ -223,9 +252,9 @@ def _noise_shape(config: Config) -> tuple[int, ...]:
   return (config.g_output_size, config.g_output_size, 3)
 
 
-def _generator_loss(g_params, state, g_input, config, nets, mask):
-  """L_G = L_adv + weighted regularisers (spec 5.4), with its parts."""
-  kernel = nets.kernel_of(g_params)
+def _generator_loss(kernel, state, g_input, config, nets, mask):
+  """L_G = L_adv + weighted regularisers (spec 5.4), with its parts, as a
+  function of G's kernel."""
   fake = degradation.downscale(g_input, kernel, padding="valid")
   d_fake, d_stats = _discriminate(nets.d_def, state.d_params, state.d_stats,
                                   fake[None])
@@ -274,11 +303,29 @@ def train_step(state: GanState, crops: Crops,
   chunk's noise at once (XLA:CPU runs threefry as a loop of small kernels).
   Matrix products run at `config.matmul_precision`.
   """
+  state, _, metrics = folded_step(state, first_fold(state, config), crops,
+                                 noise, config=config)
+  return state, metrics
+
+
+def folded_step(state: GanState, folded: kernel_lib.Fold, crops: Crops,
+                noise: StepNoise | None, *, config: Config
+                ) -> tuple[GanState, kernel_lib.Fold, Metrics]:
+  """`train_step` given G's fold (`first_fold`, then the previous step's),
+  returning the updated G's fold with the new state: the D step folds the
+  updated G anyway, so a scan of steps folds G once per iteration instead
+  of twice."""
   with jax.default_matmul_precision(config.matmul_precision):
-    return _train_step(state, crops, noise, config)
+    return _train_step(state, folded, crops, noise, config)
 
 
-def _train_step(state, crops, noise, config):
+def first_fold(state: GanState, config: Config) -> kernel_lib.Fold:
+  """G's fold for the first `folded_step` of a chunk."""
+  with jax.default_matmul_precision(config.matmul_precision):
+    return networks(config).fold_of(state.g_params)
+
+
+def _train_step(state, folded, crops, noise, config):
   nets = networks(config)
   mask = losses.boundary_mask(config.g_kernel_size,
                               config.boundary_mask_scale)
@@ -289,17 +336,18 @@ def _train_step(state, crops, noise, config):
   # Noise std is in [0, 1] units; the image is in [-1, 1], hence 2x.
   real = crops.d_real + 2.0 * config.real_noise_std * noise.real
 
-  (g_total, (d_stats, parts)), g_grads = jax.value_and_grad(
+  (g_total, (d_stats, parts)), kernel_grad = jax.value_and_grad(
       _generator_loss, has_aux=True)(
-          state.g_params, state, g_input, config, nets, mask)
+          folded.kernel, state, g_input, config, nets, mask)
+  g_grads = nets.fold_grads(state.g_params, folded, kernel_grad)
   g_updates, g_opt = nets.g_tx.update(g_grads, state.g_opt, state.g_params)
   g_params = optax.apply_updates(state.g_params, g_updates)
   if config.generator == "prior":
     from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
     g_params = prior_lib.project_latent(g_params)
 
-  new_kernel = nets.kernel_of(g_params)
-  fake = degradation.downscale(g_input, new_kernel, padding="valid")
+  new_fold = nets.fold_of(g_params)
+  fake = degradation.downscale(g_input, new_fold.kernel, padding="valid")
   fake = lax.stop_gradient(fake) + config.fake_noise_std * noise.fake
   (d_loss, d_stats), d_grads = jax.value_and_grad(
       _discriminator_loss, has_aux=True)(
@@ -313,7 +361,7 @@ def _train_step(state, crops, noise, config):
                  lambda_bicubic=state.schedule.lambda_bicubic)
   new_state = GanState(g_params, d_params, d_stats, g_opt, d_opt, sched,
                        i + 1, state.key)
-  return new_state, metrics
+  return new_state, new_fold, metrics
 
 
 StepFn = Callable[[GanState, Crops], tuple[GanState, Metrics]]
@@ -349,9 +397,16 @@ def chunk_noise(state: GanState, config: Config, length: int) -> StepNoise:
       jnp.arange(length))
 
 
-def scan_steps(step: Callable, state, crops: Crops, noise: StepNoise):
-  """`step` over the leading axis of `crops` and `noise` in one `lax.scan`."""
-  return lax.scan(lambda s, xs: step(s, *xs), state, (crops, noise))
+def scan_steps(step: Callable, state, folded: kernel_lib.Fold, crops: Crops,
+               noise: StepNoise):
+  """`step` (a `folded_step`) over the leading axis of `crops` and `noise`
+  in one `lax.scan`, from G's fold `folded`; the final state and the
+  metrics."""
+  def body(carry, xs):
+    state, folded, metrics = step(*carry, *xs)
+    return (state, folded), metrics
+  (state, _), metrics = lax.scan(body, (state, folded), (crops, noise))
+  return state, metrics
 
 
 def jitted_chunk(config: Config, length: int) -> StepFn:
@@ -362,9 +417,10 @@ def jitted_chunk(config: Config, length: int) -> StepFn:
 
 @functools.lru_cache(maxsize=None)
 def _jitted_chunk(config: Config, length: int) -> StepFn:
-  step = functools.partial(train_step, config=config)
+  step = functools.partial(folded_step, config=config)
   def chunk(state, crops):
-    return scan_steps(step, state, crops, chunk_noise(state, config, length))
+    return scan_steps(step, state, first_fold(state, config), crops,
+                      chunk_noise(state, config, length))
   return jax.jit(chunk, donate_argnums=0)
 
 

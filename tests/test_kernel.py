@@ -58,6 +58,22 @@ def test_fast_fold_equals_the_delta_fold_values_and_gradients():
     np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.abs(a).max()))
 
 
+def test_fold_gradients_from_the_kept_stage_inputs_equal_autodiff():
+  g = _random_generator(SMALL, 7)
+  kernels = g.conv_kernels()
+  weights = jax.random.normal(jax.random.key(8), (13, 13))
+  expected = jax.grad(
+      lambda ws: jnp.sum(weights * kernel_lib.extract_kernel(ws)))(kernels)
+  folded = kernel_lib.fold(kernels)
+  np.testing.assert_array_equal(folded.kernel,
+                                kernel_lib.extract_kernel(kernels))
+  got = jax.jit(kernel_lib.fold_gradients)(kernels, folded, weights)
+  assert [w.shape for w in got] == [w.shape for w in kernels]
+  for a, b in zip(expected, got):
+    np.testing.assert_allclose(b, a, rtol=0,
+                               atol=1e-6 * float(jnp.abs(a).max()))
+
+
 def test_fast_path_equals_layered_forward_values_and_gradients():
   g = _random_generator(SMALL, 3)
   graph, params = nnx.split(g)

@@ -84,6 +84,26 @@ def test_scan_loop_matches_python_loop(batch):
   _leaves_close(s1.schedule, s2.schedule, rtol=1e-6)
 
 
+def test_a_scanned_chunk_reuses_each_steps_fold_to_the_bit(batch):
+  """The chunk carries G's fold from step to step (`train.folded_step`);
+  folding again in every step (`train.train_step`) gives the same state to
+  the bit (the two programs sum some logged losses in another order)."""
+  state = train.init_state(jax.random.key(5), CONFIG)
+  crops = jax.tree.map(lambda *xs: np.stack(xs),
+                       *[_step_crops(batch, i) for i in range(4)])
+  step = functools.partial(train.train_step, config=CONFIG)
+  @jax.jit
+  def refolding(state, crops):
+    noise = train.chunk_noise(state, CONFIG, 4)
+    return jax.lax.scan(lambda s, xs: step(s, *xs), state, (crops, noise))
+  expected, expected_metrics = refolding(state, crops)
+  got, metrics = train.jitted_chunk(CONFIG, 4)(state, crops)  # Donated.
+  assert int(got.step) == 4
+  _leaves_close(got._replace(key=None), expected._replace(key=None), rtol=0,
+                atol=0)
+  _leaves_close(metrics, expected_metrics, rtol=2e-6)
+
+
 def test_step_vmaps_over_seeds_unchanged(batch):
   keys = jax.random.split(jax.random.key(4), 2)
   states = jax.vmap(lambda k: train.init_state(k, CONFIG))(keys)
