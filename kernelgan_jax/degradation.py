@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 import numpy as np
-from scipy import ndimage
 
 
 def _symmetric_pad_widths(kernel_size: int) -> tuple[int, int]:
@@ -221,6 +220,7 @@ def downscale_np(image_hwc: Float[np.ndarray, 'h w *c'],
   if fft:
     return _fft_downscale(image, kernel, scale)
   if image.ndim == 2:
+    from scipy import ndimage  # pylint: disable=g-import-not-at-top  # Slow.
     return ndimage.correlate(image, kernel, mode='reflect')[::scale, ::scale]
   channels = [downscale_np(image[..., c], kernel, scale)
               for c in range(image.shape[-1])]

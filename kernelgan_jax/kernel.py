@@ -18,7 +18,6 @@ from jax import lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 import numpy as np
-from scipy import ndimage
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -189,6 +188,7 @@ def shift_kernel(kernel: np.ndarray, shift_rc: np.ndarray,
   """
   if grow:
     kernel = np.pad(kernel, int(np.ceil(np.max(np.abs(shift_rc)))) + 1)
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top  # Slow.
   return ndimage.shift(kernel, shift_rc, order=3, mode="constant")
 
 
@@ -198,6 +198,7 @@ def shift_center_of_mass(kernel: np.ndarray, target: float,
 
   The target is an index of `kernel`, before any growth.
   """
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top  # Slow.
   current = np.array(ndimage.center_of_mass(kernel))
   return shift_kernel(kernel, target - current, grow)
 
@@ -238,6 +239,7 @@ def second_moments(weights: Float[np.ndarray, "h w"]
   """The centre of mass (row, col) and the covariance (px^2, rows first)
   of non-negative weights that sum to 1."""
   rows, cols = np.indices(weights.shape, np.float64)
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top  # Slow.
   com = np.array(ndimage.center_of_mass(weights))
   d_row, d_col = rows - com[0], cols - com[1]
   covariance = np.array([

@@ -21,6 +21,7 @@ import collections
 from concurrent import futures
 import contextlib
 import dataclasses
+import importlib
 import itertools
 import os
 import time
@@ -141,6 +142,17 @@ def _pool(rows: Sequence[Row], queue: collections.deque):
                       ) from interrupt
   finally:
     pool.shutdown(wait=True)
+
+
+# Slow imports that only post-processing and writing need.
+_WRITING_MODULES = ("scipy.ndimage", "scipy.io")
+
+
+def _import_for_writing() -> None:
+  """Imports `_WRITING_MODULES`, on a pool thread while the first batch
+  trains (the main thread mostly waits on the device then)."""
+  for name in _WRITING_MODULES:
+    importlib.import_module(name)
 
 
 def _check_sr_memory(image: np.ndarray, config: Config,
@@ -318,7 +330,7 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
   batch_size = min(batch_size or batch_lib.default_batch_size(),
                    max(len(pending), 1))
   todo, queue = iter(pending), collections.deque()
-  jobs, by_index, writes = [], {}, []
+  jobs, by_index, writes, trained_before = [], {}, [], False
   with _pool([rows[i] for i in mine], queue) as pool:
     def top_up():  # Prepares up to two batches ahead, in input order.
       while len(queue) < 2 * batch_size:
@@ -337,6 +349,9 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
         jobs += new_jobs
         by_index[index] = image
       if len(by_index) == batch_size or (jobs and not queue):
+        if not trained_before:
+          pool.submit(_import_for_writing)
+          trained_before = True
         start = time.perf_counter()
         indices, results = _guarded(
             [rows[i] for i in by_index], ([], []), _train, jobs, by_index,

@@ -43,7 +43,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 import numpy as np
-from scipy import ndimage
 
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import degradation
@@ -153,6 +152,7 @@ def edge_sharpness(gray: Float[np.ndarray, 'h w'],
   d_row, d_col = np.gradient(gray)
   inner = (slice(border, -border or None),) * 2
   magnitude = np.hypot(d_row, d_col)[inner]
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top  # Slow.
   laplacian = np.abs(ndimage.laplace(gray))[inner]
   strong = magnitude >= np.quantile(magnitude, quantile)
   total = magnitude[strong].sum()
@@ -271,6 +271,7 @@ def stretch_kernel(kernel: np.ndarray, factor: float
   grown = max(size, int(np.ceil(size * factor)) | 1)
   pad = (grown - size) // 2
   canvas = np.pad(kernel, ((pad, grown - size - pad),) * 2)
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top  # Slow.
   com = np.array(ndimage.center_of_mass(canvas))
   out = ndimage.affine_transform(canvas, np.eye(2) / factor,
                                  offset=com - com / factor, order=3)

@@ -212,11 +212,15 @@ def final_kernel(state: GanState, config: Config) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _jitted_fold(config: Config, batch_dims: int) -> Callable:
-  """G's kernel fold, vmapped over `batch_dims` leading axes, jitted."""
-  fold = networks(config).kernel_of
-  for _ in range(batch_dims):
-    fold = jax.vmap(fold)
+  """G's kernel fold, vmapped over `batch_dims` leading axes, jitted.
+
+  The networks are built only when it is traced: with the program kept on
+  disk (`kept`), never in that process.
+  """
   def folded(g_params):
+    fold = networks(config).kernel_of
+    for _ in range(batch_dims):
+      fold = jax.vmap(fold)
     with jax.default_matmul_precision(config.matmul_precision):
       return fold(g_params)
   return jax.jit(folded)
