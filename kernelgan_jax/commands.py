@@ -52,7 +52,7 @@ def exit_now(code: int | str | None) -> NoReturn:
   The exit handlers still run (logging's flush, JAX's own, the shutdown of
   `jax.distributed`) and the standard streams are flushed; every output
   file is closed by then. Tearing down JAX's modules one by one is a
-  visible share of a short run (README, "Start-up").
+  visible share of a short run (benchmarks/README.md, "Start-up").
   """
   if code is None or isinstance(code, int):
     status = code or 0
