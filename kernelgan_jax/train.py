@@ -49,13 +49,13 @@ class GanState(NamedTuple):
 class Networks(NamedTuple):
   """The static halves of G and D, G's kernel map and the optimisers.
 
-  `fold_of(g_params)` is G's kernel with what its gradient needs (a
-  `kernel.Fold`); `fold_grads(g_params, fold, kernel_grad)` maps a loss's
-  gradient with respect to the kernel to one with respect to `g_params`.
+  `fold_of(g_params)` is G's kernel (its `.kernel`) with what its gradient
+  needs (a `kernel.Fold`); `fold_grads(g_params, fold, kernel_grad)` maps a
+  loss's gradient with respect to the kernel to one with respect to
+  `g_params` (for the prior generator by differentiating it again).
   """
   g_def: nnx.GraphDef | None  # None for the prior generator.
   d_def: nnx.GraphDef
-  kernel_of: Callable[[nnx.State | Array], Float[Array, "k k"]]
   fold_of: Callable[[nnx.State | Array], kernel_lib.Fold]
   fold_grads: Callable[[nnx.State | Array, kernel_lib.Fold,
                         Float[Array, "k k"]], nnx.State | Array]
@@ -79,14 +79,12 @@ def networks(config: Config) -> Networks:
     from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top  # Only for it.
     prior = prior_lib.load_prior(config.prior_path)
     kernel_of = functools.partial(prior_kernel, prior)
-    return Networks(None, d_def, kernel_of,
-                    lambda z: kernel_lib.Fold(kernel_of(z), ()),
+    return Networks(None, d_def, lambda z: kernel_lib.Fold(kernel_of(z), ()),
                     lambda z, _, grad: jax.vjp(kernel_of, z)[1](grad)[0],
                     adam(config.latent_lr), adam(config.d_lr))
   g_def, _ = nnx.split(nnx.eval_shape(
       lambda: LinearGenerator(config, rngs=nnx.Rngs(0))))
-  return Networks(g_def, d_def, functools.partial(generator_kernel, g_def),
-                  functools.partial(generator_fold, g_def),
+  return Networks(g_def, d_def, functools.partial(generator_fold, g_def),
                   functools.partial(generator_fold_grads, g_def),
                   adam(config.g_lr), adam(config.d_lr))
 
@@ -218,7 +216,7 @@ def _jitted_fold(config: Config, batch_dims: int) -> Callable:
   disk (`kept`), never in that process.
   """
   def folded(g_params):
-    fold = networks(config).kernel_of
+    fold = lambda p: networks(config).fold_of(p).kernel
     for _ in range(batch_dims):
       fold = jax.vmap(fold)
     with jax.default_matmul_precision(config.matmul_precision):
