@@ -23,7 +23,10 @@ stacked `GanState` and of the jobs' stacked crops.
   (config, batch size).
 """
 
+from concurrent import futures
 import functools
+import queue
+import threading
 from typing import Callable, NamedTuple, Optional, Sequence, TypeVar
 
 import jax
@@ -246,25 +249,68 @@ def default_strategy(backend: Optional[str] = None) -> str:
 
 def run_sequentially(jobs: Sequence[Job], config: Config, *,
                      loop: str = "scan",
+                     devices: Optional[Sequence[jax.Device]] = None,
                      progress: Optional[ProgressFn] = None
                      ) -> list[KernelEstimate]:
   """The jobs one after another with `train.train` (one compiled step for
-  every image size)."""
-  results = []
-  for job in jobs:
-    state = train_lib.init_state(job.init_key, config)
-    state, history = train_lib.train(state, job.data, config, loop=loop,
-                                     progress=progress)
-    results.append(estimate_lib.estimate_from_raw(
-        train_lib.final_kernel(state, config), history, job.seed, config))
-  return results
+  every image size), as many at a time as there are `devices` (default:
+  all local ones), each on a device of its own.
+
+  The same program on another device computes the same bits, so each
+  result is `estimate_kernel`'s. On CPU this is how several cores serve a
+  folder: XLA:CPU runs one job's step on about one core
+  (benchmarks/README.md, "Where the CPU time goes"), and each CPU device
+  (`jax_num_cpu_devices`, which the command line sets) is another core.
+  """
+  devices = list(devices or jax.local_devices())[:max(len(jobs), 1)]
+  free = queue.SimpleQueue()
+  for device in devices:
+    free.put(device)
+  report = _summed_progress(progress, len(jobs))
+  def run(index: int, job: Job) -> KernelEstimate:
+    device = free.get()
+    try:
+      state = train_lib.init_state(job.init_key, config)
+      if len(devices) > 1:
+        state = jax.device_put(state, device)
+      state, history = train_lib.train(
+          state, job.data, config, loop=loop,
+          progress=report and functools.partial(report, index))
+      return estimate_lib.estimate_from_raw(
+          train_lib.final_kernel(state, config), history, job.seed, config)
+    finally:
+      free.put(device)
+  if len(devices) == 1:
+    return [run(index, job) for index, job in enumerate(jobs)]
+  with futures.ThreadPoolExecutor(len(devices)) as pool:
+    return list(pool.map(run, range(len(jobs)), jobs))
+
+
+def _summed_progress(progress: Optional[ProgressFn], count: int
+                     ) -> Optional[Callable]:
+  """report(job, done, total, metrics) for `count` jobs of `total`
+  iterations each that may run at once: `progress` sees their iterations
+  summed and the latest metrics."""
+  if progress is None:
+    return None
+  lock, done = threading.Lock(), [0] * count
+  def report(job: int, job_done: int, total: int,
+             metrics: dict[str, float]) -> None:
+    with lock:
+      done[job] = job_done
+      progress(sum(done), total * count, metrics)
+  return report
 
 
 def default_batch_size(backend: Optional[str] = None) -> int:
-  """Images per batch when not told: 4 on CPU, where jobs run one after
-  another anyway; 128 on accelerators, where one program trains them all
-  (about 9 MiB of device memory per image and seed)."""
-  return DEFAULT_BATCH_SIZE.get(backend or jax.default_backend(), 128)
+  """Images per batch when not told: on CPU 4, or one per CPU device when
+  there are more (`run_sequentially` trains that many at once); 128 on
+  accelerators, where one program trains them all (about 9 MiB of device
+  memory per image and seed)."""
+  backend = backend or jax.default_backend()
+  if backend == "cpu":
+    return max(DEFAULT_BATCH_SIZE["cpu"], len(jax.devices("cpu")))
+  return DEFAULT_BATCH_SIZE.get(backend, 128)
 
 
 def run_jobs(jobs: Sequence[Job], config: Config, *,
@@ -291,7 +337,8 @@ def run_jobs(jobs: Sequence[Job], config: Config, *,
   """
   strategy = strategy or default_strategy()
   if strategy == "sequential":
-    return run_sequentially(jobs, config, loop=loop, progress=progress)
+    return run_sequentially(jobs, config, loop=loop, devices=devices,
+                            progress=progress)
   if strategy != "vmap":
     raise ValueError(f"strategy must be 'vmap' or 'sequential', got "
                      f"{strategy!r}")

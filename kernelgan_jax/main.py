@@ -299,6 +299,21 @@ def _start_processes() -> None:
           + (lines[0] if lines else type(error).__name__))
 
 
+def _cpu_device_per_core() -> None:
+  """One CPU device per usable core, so that a folder's images train side by
+  side, one per core (`batch.run_sequentially`): the step itself keeps
+  about one core busy (benchmarks/README.md, "Where the CPU time goes").
+  Not where JAX_NUM_CPU_DEVICES or XLA_FLAGS already set a count. No other
+  backend is touched: on a GPU the jobs still share its devices."""
+  if (jax.config.jax_num_cpu_devices != -1
+      or "xla_force_host_platform_device_count" in os.environ.get(
+          "XLA_FLAGS", "")):
+    return
+  cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+           else os.cpu_count())
+  jax.config.update("jax_num_cpu_devices", cores or 1)
+
+
 def main(argv: list[str]) -> None:
   if _VERSION.value:
     print(f"kernelgan_jax {version()}")
@@ -316,6 +331,10 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     programs.use_folder(os.path.join(cache, "programs"))
+  several = any(flag.value is not None for flag in (
+      _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)) or _DISTRIBUTED.value
+  if not _IMAGE.value and not several:
+    _cpu_device_per_core()
   _start_processes()
   # A flag changes its field only when given, so a config file's values
   # stand unless the command line says otherwise.

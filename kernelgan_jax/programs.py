@@ -31,6 +31,8 @@ import jax
 _state = {"folder": None}
 _loaded: dict[tuple, Callable] = {}
 _hits = threading.local()
+_locks: dict[tuple, threading.Lock] = {}
+_locks_lock = threading.Lock()
 _EXCLUDED_SETTINGS = ("cache", "log", "explain")  # Not the program's.
 
 
@@ -66,11 +68,15 @@ def stored(name: str, jitted: Callable, key: str, *,
     memo = (folder, name, key, tree, layout)
     program = _loaded.get(memo)
     if program is None:
-      digest = hashlib.sha256(repr((name, key, str(tree), layout,
-                                    _environment())).encode()).hexdigest()
-      program = _load_or_compile(os.path.join(folder, f"{name}-{digest[:32]}"),
-                                 jitted, args, donate_argnums)
-      _loaded[memo] = program
+      with _lock_of(memo):  # Threads wanting the same one load it once.
+        program = _loaded.get(memo)
+        if program is None:
+          digest = hashlib.sha256(repr((name, key, str(tree), layout,
+                                        _environment())).encode()).hexdigest()
+          program = _load_or_compile(
+              os.path.join(folder, f"{name}-{digest[:32]}"), jitted, args,
+              donate_argnums)
+          _loaded[memo] = program
     return program
   def call(*args):
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args)):
@@ -78,6 +84,12 @@ def stored(name: str, jitted: Callable, key: str, *,
     return load(*args)(*args)
   call.load = load
   return call
+
+
+def _lock_of(memo: tuple) -> threading.Lock:
+  """The lock of one program's loading (one per program, made once)."""
+  with _locks_lock:
+    return _locks.setdefault(memo, threading.Lock())
 
 
 def _load_or_compile(path: str, jitted: Callable, args: tuple,

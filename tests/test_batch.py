@@ -188,6 +188,58 @@ def test_sharded_over_four_devices_equals_one_device(images, trained,
                                atol=np.abs(raw[j]).max())
 
 
+SIDE_BY_SIDE_SCRIPT = textwrap.dedent("""
+    import json, threading
+    import jax
+    import numpy as np
+    from kernelgan_jax import batch, config as config_lib, programs, train
+    config = config_lib.get_config(max_iters={iters})
+    images = [np.load(p) for p in {paths!r}]
+    assert len(jax.local_devices()) == 2, jax.local_devices()
+    programs.use_folder({folder!r})  # Each device's programs, loaded once.
+    both_training = threading.Barrier(2, timeout=120)
+    devices, train_once = [], train.train
+    def train_side_by_side(state, *args, **kwargs):
+      devices.append(jax.tree.leaves(state)[0].devices().pop().id)
+      if len(devices) <= 2:
+        both_training.wait()  # Fails unless the first two jobs overlap.
+      return train_once(state, *args, **kwargs)
+    train.train = train_side_by_side
+    reports = []
+    results = batch.estimate_kernels(
+        images, config, {seeds!r}, strategy="sequential",
+        progress=lambda done, total, _: reports.append((done, total)))
+    assert sorted(devices[:2]) == [0, 1], devices
+    print(json.dumps(reports[-1]))
+    print(json.dumps([[e.raw_kernel.tolist() for e in r] for r in results]))
+""")
+
+
+def test_sequential_jobs_train_side_by_side_on_cpu_devices(images,
+                                                           tmp_path):
+  paths = []
+  for i, image in enumerate(images):
+    paths.append(str(tmp_path / f"image{i}.npy"))
+    np.save(paths[-1], image)
+  script = SIDE_BY_SIDE_SCRIPT.format(
+      iters=CONFIG.max_iters, paths=paths, seeds=SEEDS,
+      folder=str(tmp_path / "programs"))
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                       capture_output=True, text=True).stdout.splitlines()
+  last_report, kernels = json.loads(out[-2]), json.loads(out[-1])
+  jobs = len(images) * len(SEEDS)
+  assert last_report == [jobs * CONFIG.max_iters] * 2  # Summed over jobs.
+  for image, per_seed in zip(images, kernels):
+    for seed, kernel in zip(SEEDS, per_seed):
+      # One job on another device, beside another job: the same bits as
+      # the image alone in a one-device process.
+      np.testing.assert_array_equal(
+          kernel, batch.estimate_lib.estimate_kernel(
+              image, CONFIG, seed).raw_kernel)
+
+
 def test_a_short_batch_padded_to_the_full_size_reuses_its_program(trained):
   jobs, states, _ = trained
   compiled = batch.batched_chunk(CONFIG, CONFIG.max_iters)
@@ -211,7 +263,7 @@ def test_training_settings_share_the_batched_initial_state(trained):
 
 
 def test_default_batch_size_follows_the_backend():
-  assert batch.default_batch_size("cpu") == 4
+  assert batch.default_batch_size("cpu") == 4  # One CPU device here.
   assert batch.default_batch_size("gpu") == batch.default_batch_size("tpu")
   assert batch.default_batch_size("gpu") > 4
 
