@@ -281,18 +281,27 @@ def _interrupted(interrupt: KeyboardInterrupt) -> None:
   sys.exit(130)
 
 
+def _process_flags() -> dict:
+  """The several-processes flags given, as jax.distributed.initialize's
+  arguments."""
+  return {flag.name: flag.value for flag in (_COORDINATOR, _NUM_PROCESSES,
+                                             _PROCESS_ID)
+          if flag.value is not None}
+
+
+def _several_processes() -> bool:
+  return bool(_process_flags()) or _DISTRIBUTED.value
+
+
 def _start_processes() -> None:
   """jax.distributed.initialize with the several-processes flags given."""
-  given = {flag.name: flag.value for flag in (_COORDINATOR, _NUM_PROCESSES,
-                                              _PROCESS_ID)
-           if flag.value is not None}
-  if not given and not _DISTRIBUTED.value:
+  if not _several_processes():
     return
   if _IMAGE.value:
     _fail("--image runs in one process; give --images or --input_dir to "
           "share images between processes")
   try:
-    jax.distributed.initialize(**given)
+    jax.distributed.initialize(**_process_flags())
   except Exception as error:  # pylint: disable=broad-except
     lines = str(error).splitlines()
     _fail("cannot start several processes: "
@@ -331,9 +340,7 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     programs.use_folder(os.path.join(cache, "programs"))
-  several = any(flag.value is not None for flag in (
-      _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)) or _DISTRIBUTED.value
-  if not _IMAGE.value and not several:
+  if not _IMAGE.value and not _several_processes():
     _cpu_device_per_core()
   _start_processes()
   # A flag changes its field only when given, so a config file's values
