@@ -16,6 +16,10 @@ after one 50-iteration chunk (its time is about the run's fixed cost:
 start-up, reading and preparing, writing), and the host's crop gathering
 for one chunk (`batch.batch_crops`, which the device's work on the previous
 chunk should hide) is timed in this process on `--gather_images` images.
+The runs log JAX's compilations (JAX_LOG_COMPILES=1, and
+JAX_LOGGING_LEVEL=WARNING past `--quiet`): each row keeps
+the seconds XLA took per program, so a cold run tells which programs its
+compilation time goes to.
 Writes <results_dir>/folder_scale[-<tag>]-<device>-<date>.{json,md}; the
 runs inherit this process's environment, XLA_FLAGS included (recorded).
 """
@@ -24,6 +28,7 @@ from concurrent import futures
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,6 +107,20 @@ def make_images(out_dir: str, count: int, lr_rows: int, lr_cols: int
   return time.perf_counter() - start
 
 
+_COMPILED = re.compile(
+    r"Finished XLA compilation of jit\(([^)]*)\) in ([0-9.e+-]+) sec")
+
+
+def compile_seconds(log: str) -> dict[str, float]:
+  """XLA's seconds per program from a JAX_LOG_COMPILES=1 log, the program
+  names without the hash that kept programs carry, summed over repeats."""
+  seconds = {}
+  for name, value in _COMPILED.findall(log):
+    name = re.sub(r"_[0-9a-f]{32}$", "", name)
+    seconds[name] = seconds.get(name, 0.0) + float(value)
+  return seconds
+
+
 def run_cli(image_dir: str, out_dir: str, cache_dir: str,
             iters: int | None = None) -> dict:
   """One command-line run over the folder, timed from outside."""
@@ -113,13 +132,16 @@ def run_cli(image_dir: str, out_dir: str, cache_dir: str,
     command.append(f"--iters={iters or _ITERS.value}")
   command += [f"--{f}" for f in _EXTRA.value]
   start = time.perf_counter()
-  done = subprocess.run(command, capture_output=True, text=True)
+  done = subprocess.run(command, capture_output=True, text=True,
+                        env=dict(os.environ, JAX_LOG_COMPILES="1",
+                                 JAX_LOGGING_LEVEL="WARNING"))
   seconds = time.perf_counter() - start
   logs = sorted(glob.glob(os.path.join(out_dir, "*", "*_log.json")))
   batch_seconds = sorted({json.load(open(p))["seconds"] for p in logs})
   return {"command": " ".join(command[1:]), "returncode": done.returncode,
           "seconds": seconds, "images_written": len(logs),
           "batch_seconds": batch_seconds,
+          "compile_seconds": compile_seconds(done.stderr),
           "stdout_tail": done.stdout[-2000:], "stderr_tail": done.stderr[-2000:]}
 
 
@@ -179,6 +201,13 @@ def main(argv: Sequence[str]) -> None:
     lines.append(f"| {r['run']} | {r['seconds']:.1f} | {r['images_written']} "
                  f"| {r['seconds'] / max(1, r['images_written']):.2f} "
                  f"| {r['returncode']} |")
+  compiled = rows[0]["compile_seconds"]
+  if compiled:
+    lines += ["", f"XLA's compilation in the cold run: "
+              f"{sum(compiled.values()):.1f} s, "
+              + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in
+                          sorted(compiled.items(), key=lambda i: -i[1])
+                          if seconds >= 0.05) + "."]
   total_iters = _ITERS.value or Config.max_iters  # The command line's.
   if total_iters > chunk:
     rest = rows[1]["seconds"] - rows[2]["seconds"]

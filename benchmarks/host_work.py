@@ -1,7 +1,7 @@
 r"""The host's work per image of a folder, outside training.
 
   python -m benchmarks.host_work --image_dir=/tmp/folder_scale/LR \
-      --num_images=4 --repeats=3 [--tag=...]
+      --num_images=4 --repeats=3 [--threads=1,2] [--tag=...]
 
 A folder run (`pipeline.estimate_files`) reads every image, prepares it
 (crop probability maps, crop corners: `batch.prepare_jobs`) and, once its
@@ -10,13 +10,20 @@ of threads. On a GPU, where a batch of 100 DIV2KRK-size images trains in
 seconds, this work is most of a warm run's time. Times each stage
 in-process, one image at a time, `--repeats` passes over `--num_images`
 PNGs of `--image_dir` (e.g. those `benchmarks/folder_scale.py` makes);
+with `--threads`, also the whole of an image's host work (read, prepare,
+score, write its outputs) for all `--num_images` through a pool of each
+number of threads, as the folder run does it: how well it spreads over
+cores, and so the share that holds Python's lock (Amdahl's serial share
+from the speed-up at two threads);
 the reliability score's cost does not depend on the kernel's values, so
 MATLAB's bicubic kernel stands in for an estimate. Medians per image.
 Writes <results_dir>/host_work[-<tag>]-<device>-<date>.{json,md}.
 """
 
+from concurrent import futures
 import glob
 import os
+import tempfile
 import time
 from typing import Callable, Sequence
 
@@ -27,7 +34,9 @@ import numpy as np
 from benchmarks import machine
 from kernelgan_jax import batch
 from kernelgan_jax import images
+from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
+from kernelgan_jax import outputs
 from kernelgan_jax import reliability
 from kernelgan_jax.config import get_config
 
@@ -38,6 +47,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Passes over the images.")
 _RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
                                "Where the JSON and markdown go.")
 _TAG = flags.DEFINE_string("tag", "", "Appended to the results' file names.")
+_THREADS = flags.DEFINE_list(
+    "threads", [], "Pool sizes for the whole per-image work, e.g. 1,2.")
 
 
 def median_seconds(function: Callable, inputs: Sequence, repeats: int
@@ -48,6 +59,34 @@ def median_seconds(function: Callable, inputs: Sequence, repeats: int
     for x in inputs:
       start = time.perf_counter()
       function(x)
+      times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def whole_image_work(path: str, config, kernel: np.ndarray,
+                     out_dir: str) -> None:
+  """One image's host work in a folder run: read, prepare, score, write."""
+  image = images.read_image(path)
+  batch.prepare_jobs(image, config, [0], image_index=0)
+  estimate = kernel_lib.KernelEstimate(
+      kernel, kernel_lib.analytic_kernel_x4(kernel.astype(np.float64)),
+      np.zeros((13, 13), np.float32), {}, 0)
+  trust = reliability.score(image, estimate)
+  name = os.path.splitext(os.path.basename(path))[0]
+  outputs.write_outputs(os.path.join(out_dir, name), name, estimate, config,
+                        {"reliability": trust})
+
+
+def pool_seconds(paths: Sequence[str], threads: int, repeats: int,
+                 config, kernel: np.ndarray) -> float:
+  """Median wall seconds of every path's `whole_image_work` in a pool."""
+  times = []
+  for _ in range(repeats):
+    with tempfile.TemporaryDirectory() as out_dir:
+      start = time.perf_counter()
+      with futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda p: whole_image_work(p, config, kernel, out_dir),
+                      paths))
       times.append(time.perf_counter() - start)
   return float(np.median(times))
 
@@ -72,9 +111,12 @@ def main(argv: Sequence[str]) -> None:
       "reliability": median_seconds(
           lambda im: reliability.score(im, kernel), loaded, _REPEATS.value),
   }
+  pools = {int(n): pool_seconds(paths, int(n), _REPEATS.value, config,
+                                kernel) for n in _THREADS.value}
   meta = dict(machine.describe(), image_dir=_IMAGE_DIR.value,
               images=len(paths), shape=list(loaded[0].shape),
-              repeats=_REPEATS.value, tag=_TAG.value)
+              repeats=_REPEATS.value, tag=_TAG.value,
+              pool_seconds=pools)
   lines = [
       f"The host's work per image outside training, {len(paths)} images of "
       f"{loaded[0].shape[1]}x{loaded[0].shape[0]} from {_IMAGE_DIR.value}, "
@@ -85,6 +127,20 @@ def main(argv: Sequence[str]) -> None:
       "| stage | seconds |", "|---|---|",
       *[f"| {name} | {seconds:.3f} |" for name, seconds in stages.items()],
       f"| total | {sum(stages.values()):.3f} |"]
+  if pools:
+    one = pools.get(1)
+    lines += ["", f"The whole per-image work (read, prepare, score, write the "
+              f"outputs) of all {len(paths)} images through a pool of threads,"
+              " median wall seconds:", "",
+              "| threads | seconds | speed-up |", "|---|---|---|",
+              *[f"| {n} | {t:.2f} | {one / t:.2f}x |" if one else
+                f"| {n} | {t:.2f} | |" for n, t in pools.items()]]
+    if one and 2 in pools:
+      serial = min(max(2 * pools[2] / one - 1, 0.0), 1.0)
+      meta["serial_share"] = serial
+      lines += ["", f"Serial share by Amdahl's law from the two-thread "
+                f"speed-up: {serial:.2f}; at that share 16 threads would "
+                f"give at most {1 / (serial + (1 - serial) / 16):.1f}x."]
   tag = f"-{_TAG.value}" if _TAG.value else ""
   machine.save_results(_RESULTS.value,
                        f"host_work{tag}-{meta['device']}-{meta['date']}",

@@ -39,6 +39,7 @@ import numpy as np
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import images
+from kernelgan_jax import programs
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax.data import TrainData
@@ -85,20 +86,19 @@ def prepare_jobs(image: np.ndarray, config: Config, seeds: Sequence[int],
 def stack_states(jobs: Sequence[Job], config: Config) -> GanState:
   """The batch's initial states, stacked along a leading job axis.
 
-  Built by one compiled, vmapped `train.init_state` (initialising each job
-  op by op costs far more); the weights equal the unbatched ones to float
-  rounding.
+  Each job's state is `train.init_state`'s, the program a single image
+  runs too (so a batch starts from the same bits as its jobs alone), then
+  one small program stacks them. A vmapped initialisation would be a
+  program of its own for every batch size, and a slower one to compile
+  (benchmarks/README.md, "Many images and seeds").
   """
-  keys = jnp.stack([job.init_key for job in jobs])
-  config = train_lib.init_config(config)
-  return train_lib.kept("batch_init_state", _batched_init(config),
-                        config)(keys)
+  states = [train_lib.init_state(job.init_key, config) for job in jobs]
+  return programs.stored("stack_states", _stack, "")(states)
 
 
-@functools.lru_cache(maxsize=None)
-def _batched_init(config: Config):
-  return jax.jit(jax.vmap(functools.partial(train_lib.init_state,
-                                            config=config)))
+@jax.jit
+def _stack(states: list[GanState]) -> GanState:
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
 
 def batch_crops(jobs: Sequence[Job], config: Config, start: int, length: int

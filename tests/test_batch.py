@@ -257,9 +257,18 @@ def test_training_settings_share_the_batched_initial_state(trained):
   jobs = trained[0][:2]
   other = CONFIG.replace(g_lr=1e-3, lambda_sparse_end=2.0, x4=True)
   states = batch.stack_states(jobs, CONFIG)
-  programs_before = batch._batched_init.cache_info().currsize
+  programs_before = train._jitted_init.cache_info().currsize
   chex.assert_trees_all_equal(batch.stack_states(jobs, other), states)
-  assert batch._batched_init.cache_info().currsize == programs_before
+  assert train._jitted_init.cache_info().currsize == programs_before
+
+
+def test_a_batch_starts_from_its_jobs_own_initial_states(trained):
+  jobs = trained[0]
+  states = batch.stack_states(jobs, CONFIG)
+  for j, job in enumerate(jobs):
+    chex.assert_trees_all_equal(
+        jax.tree.map(lambda leaf, j=j: leaf[j], states),
+        train.init_state(job.init_key, CONFIG))
 
 
 def test_default_batch_size_follows_the_backend():

@@ -107,7 +107,7 @@ def test_the_batch_path_loads_its_programs_too(folder, monkeypatch):
   programs.use_folder(str(folder))
   run()  # Compiles and writes.
   assert {p.name.split("-")[0] for p in folder.iterdir()} >= {
-      "batch_init_state", "batch_chunk_6", "fold_over_1_axes"}
+      "init_state", "stack_states", "batch_chunk_6", "fold_over_1_axes"}
   programs._loaded.clear()  # pylint: disable=protected-access  # A new process.
   traces = []
   step = train._train_step  # pylint: disable=protected-access
