@@ -23,11 +23,14 @@ estimated column uses that estimator's kernel of seed --seed instead of
 running KernelGAN (--estimator=select: per image, the candidate
 `reliability.select` keeps, reusing that candidate's runs); with --baseline
 (an earlier run's JSON on the same set and settings), columns this run does not compute are taken from it, so one
-estimator's column costs one ZSSR run per image. Writes
+estimator's column costs one ZSSR run per image; only for an image whose LR
+image is the one the baseline saw (`same_lr`: a set made with other kernels
+has the same names and sizes). Writes
 benchmarks/results/zssr-<preset>-x<scale>[-<tag>]-<device>-<date>.{json,md}.
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -108,10 +111,28 @@ _ESTIMATOR = flags.DEFINE_string(
 _BASELINE = flags.DEFINE_string(
     "baseline", None, "An earlier run's JSON on the same set and settings: "
     "the columns of --methods other than zssr_kernelgan come from it, for "
-    "the images of the same LR size.")
+    "the images whose LR image is the same (`same_lr`).")
 _TAG = flags.DEFINE_string(
     "tag", "", "Appended to the results' file names (e.g. the set's name), "
     "so runs on different sets on one day do not overwrite each other.")
+
+def lr_digest(lr: np.ndarray) -> str:
+  """A fingerprint of an LR image's pixels (rows keep it)."""
+  return hashlib.sha256(np.ascontiguousarray(lr).tobytes()).hexdigest()[:16]
+
+
+def same_lr(old: dict, lr: np.ndarray, hr: np.ndarray, scale: int) -> bool:
+  """Whether a baseline row was computed on this LR image: by its
+  `lr_digest`, or for a row from before digests, by its bicubic column
+  (bicubic interpolation of this LR must score the same PSNR)."""
+  if "lr_digest" in old:
+    return old["lr_digest"] == lr_digest(lr)
+  if "bicubic" not in old or old.get("lr_shape") != list(lr.shape):
+    return False
+  psnr = sr_metrics.y_psnr_ssim(hr, np.asarray(imresize(lr, float(scale))),
+                                scale)["psnr"]
+  return abs(psnr - old["bicubic"]["psnr"]) < 1e-6
+
 
 def zssr_config() -> ZSSRConfig:
   config = fast_cpu_config() if _PRESET.value == "fast" else ZSSRConfig()
@@ -339,7 +360,8 @@ def main(argv: Sequence[str]) -> None:
     if lr is None:
       raise app.UsageError(f"{_SET_DIR.value} has no x4 LR images; build "
                            "the set with --x4.")
-    row = {"name": example.name, "lr_shape": list(lr.shape)}
+    row = {"name": example.name, "lr_shape": list(lr.shape),
+           "lr_digest": lr_digest(lr)}
     save_prefix = os.path.join(sr_dir, example.name)
     estimator, image_suffix = _ESTIMATOR.value, suffix
     if _KERNELS.value:
@@ -349,7 +371,9 @@ def main(argv: Sequence[str]) -> None:
       image_suffix += f"-{estimator}-" + os.path.splitext(
           os.path.basename(_KERNELS.value))[0]
     old = baseline.get(example.name, {})
-    if old.get("lr_shape") != row["lr_shape"]:  # Another crop: not reusable.
+    if old and not same_lr(old, lr, example.hr, scale):
+      print(f"{example.name}: not the baseline's LR image, all columns run "
+            "here", flush=True)
       old = {}
     # The estimated column is always this run's own.
     row.update({m: old[m] for m in _METHODS.value

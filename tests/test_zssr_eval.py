@@ -83,3 +83,19 @@ def test_post_processing_a_true_kernel_narrows_a_wide_one():
   # tails: the second moment falls to about 0.55 of the truth's.
   ratio = _second_moment(processed) / _second_moment(wide)
   assert 0.5 < ratio < 0.6
+
+
+def test_a_baseline_row_is_reused_only_for_the_same_lr_image():
+  rng = np.random.default_rng(0)
+  hr = rng.random((24, 28, 3))
+  lr = hr[::2, ::2]
+  other = np.clip(lr + 0.01, 0, 1)  # Another set's LR: same name and size.
+  row = {"lr_shape": list(lr.shape), "lr_digest": zssr_eval.lr_digest(lr)}
+  assert zssr_eval.same_lr(row, lr, hr, 2)
+  assert not zssr_eval.same_lr(row, other, hr, 2)
+  bicubic = zssr_eval.sr_metrics.y_psnr_ssim(
+      hr, np.asarray(zssr_eval.imresize(lr, 2.0)), 2)
+  legacy = {"lr_shape": list(lr.shape), "bicubic": bicubic}  # No digest.
+  assert zssr_eval.same_lr(legacy, lr, hr, 2)
+  assert not zssr_eval.same_lr(legacy, other, hr, 2)
+  assert not zssr_eval.same_lr({"lr_shape": list(lr.shape)}, lr, hr, 2)
