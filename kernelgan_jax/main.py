@@ -96,6 +96,12 @@ _SR_CONFIG = flags.DEFINE_enum(
 _SR_ITERS = flags.DEFINE_integer(
     "sr_iters", None, "Cap on ZSSR's iterations per scale (default: the "
     "--sr_config's).", lower_bound=1)
+_SR_FALLBACK = flags.DEFINE_bool(
+    "sr_fallback", True, "With --sr, where the kernel looks unreliable "
+    "(the warning's reliability score), super-resolve with the bicubic "
+    "kernel (plain ZSSR): with a wrong kernel ZSSR can end far below "
+    "bicubic interpolation. --nosr_fallback: always the estimate, as the "
+    "original.")
 _NOISE_SCALE = flags.DEFINE_float(
     "noise_scale", 1.0, "With --real --sr: scales ZSSR's noise on its LR "
     "training inputs.", lower_bound=0.0)
@@ -118,7 +124,8 @@ HELP_GROUPS = {
     "Input": (_IMAGE, _IMAGES, _INPUT_DIR, _REAL),
     "Estimation": (_CONFIG, _ESTIMATOR, _PRIOR, _ITERS, _SEED, _SEEDS, _X4),
     "Output": (_OUTPUT_DIR, _OVERWRITE),
-    "Super-resolution": (_SR, _SR_CONFIG, _SR_ITERS, _NOISE_SCALE),
+    "Super-resolution": (_SR, _SR_CONFIG, _SR_ITERS, _SR_FALLBACK,
+                         _NOISE_SCALE),
     "Run": (_BATCH_SIZE, _CACHE_DIR, _QUIET, _VERBOSE, _VERSION),
     "Several hosts": (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID,
                       _DISTRIBUTED),
@@ -214,7 +221,8 @@ def _sr_settings(x4: bool) -> "pipeline.SuperResolution | None":
     return ProgressBar(sys.stderr, fields={"loss": "loss",
                                            "reconstruction_mse": "mse"})
   return pipeline.SuperResolution(config, _NOISE_SCALE.value,
-                                  progress=None if _QUIET.value else progress)
+                                  progress=None if _QUIET.value else progress,
+                                  fallback=_SR_FALLBACK.value)
 
 
 def _row_error(row: pipeline.Row) -> str:

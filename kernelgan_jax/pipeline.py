@@ -58,10 +58,16 @@ class SuperResolution:
     config: ZSSR's settings (a `zssr.ZSSRConfig`).
     noise_scale: scales the son noise in real-image mode.
     progress: returns a fresh progress callback for each image's ZSSR run.
+    fallback: where the kernel looks unreliable (`reliability.score`),
+      train ZSSR with the bicubic kernel (plain ZSSR) instead: ZSSR with a
+      wrong kernel can end far below bicubic interpolation
+      (benchmarks/README.md, "SR where the kernel looks unreliable"). False:
+      always the estimate, as the original.
   """
   config: Any
   noise_scale: float = 1.0
   progress: Optional[Callable[[], Optional[ProgressFn]]] = None
+  fallback: bool = True
 
 
 class Interrupted(KeyboardInterrupt):
@@ -185,9 +191,13 @@ def _prepare(row: Row, config: Config, seeds: Sequence[int], index: int,
 
 def _super_resolve(image: np.ndarray, estimate, config: Config, seed: int,
                    sr: SuperResolution) -> np.ndarray:
+  """ZSSR of the image with the estimate's kernels, or with the bicubic
+  kernel where `estimate` is None."""
   from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
+  plain = estimate is None
   return zssr.super_resolve(
-      image, estimate.kernel_x2, x4=config.x4, kernel_x4=estimate.kernel_x4,
+      image, None if plain else estimate.kernel_x2, x4=config.x4,
+      kernel_x4=None if plain else estimate.kernel_x4,
       real=config.real_image, noise_scale=sr.noise_scale, config=sr.config,
       seed=seed, progress=sr.progress() if sr.progress else None)
 
@@ -210,10 +220,13 @@ def _write(row: Row, estimates, image: np.ndarray, config: Config,
   if len(estimates) > 1:
     extra.update(ensemble.ensemble_log(estimates, method))
   sr_image = None
+  plain = sr is not None and sr.fallback and bool(trust["unreliable"])
   if sr is not None:
     start = time.perf_counter()
-    sr_image = _super_resolve(image, estimate, config, estimates[0].seed, sr)
+    sr_image = _super_resolve(image, None if plain else estimate, config,
+                              estimates[0].seed, sr)
     extra["seconds_sr"] = round(time.perf_counter() - start, 3)
+    extra["sr_kernel"] = "bicubic" if plain else "estimate"
   try:
     written = outputs.write_outputs(row["folder"], row["name"], estimate,
                                     config, extra, sr_image)
@@ -225,8 +238,11 @@ def _write(row: Row, estimates, image: np.ndarray, config: Config,
              kernel_size=int(estimate.kernel_x2.shape[0]),
              reliability=trust[reliability.HEADLINE])
   if trust["unreliable"]:
-    row.update(message="kernel looks unreliable",
-               warning=reliability.warning(row["name"], trust))
+    row.update(message="kernel looks unreliable"
+               + ("; ZSSR with the bicubic kernel" if plain else ""),
+               warning=reliability.warning(row["name"], trust)
+               + ("; ZSSR used the bicubic kernel (--nosr_fallback: the "
+                  "estimate)" if plain else ""))
     logging.info(row["warning"])
 
 

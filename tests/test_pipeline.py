@@ -200,3 +200,30 @@ def test_interrupt_reports_the_images_left_without_outputs(tmp_path, inputs,
                             batch_size=1)
   assert caught.value.unfinished == ["wide", "square"]
   assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_sr_falls_back_to_the_bicubic_kernel_where_the_kernel_looks_unreliable(
+    inputs, tmp_path, monkeypatch, fallback):
+  from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
+  score = reliability.score
+  monkeypatch.setattr(reliability, "score", lambda image, estimate: dict(
+      score(image, estimate), unreliable=1.0))
+  kernels = []
+  def super_resolve(image, kernel_x2, **kwargs):
+    kernels.append((kernel_x2, kwargs["kernel_x4"]))
+    return np.zeros((2 * image.shape[0], 2 * image.shape[1], 3))
+  monkeypatch.setattr(zssr, "super_resolve", super_resolve)
+  rows = pipeline.estimate_files(
+      [inputs[3]], str(tmp_path), CONFIG, sr=pipeline.SuperResolution(
+          zssr.fast_cpu_config(), fallback=fallback), summary=False)
+  assert rows[0]["status"] == "ok"
+  log = json.loads((tmp_path / "square" / "square_log.json").read_text())
+  if fallback:
+    assert kernels == [(None, None)] and log["sr_kernel"] == "bicubic"
+    assert "ZSSR used the bicubic kernel" in rows[0]["warning"]
+  else:
+    assert kernels[0][0] is not None and log["sr_kernel"] == "estimate"
+    assert "ZSSR" not in rows[0]["warning"]
+  assert os.path.exists(tmp_path / "square" / "ZSSR_square.png")
