@@ -3,8 +3,10 @@
 # machine whose python3 has JAX for its GPU; nothing is installed):
 #   OUT=/tmp/out SETS=.sets PARTS="smoke compile" bash benchmarks/gpu_checks.sh
 # PARTS picks the parts, in this order (default: what is still unmeasured,
-# smoke compile zssr_cache, at most 9.3 minutes by their limits; the other
-# parts were measured on an H200 on 2026-11-30):
+# smoke folder compile, at most 9.3 minutes by their limits: the folder's
+# initial states changed on 2026-12-01, and folder_scale now records XLA's
+# seconds per program of each run; the other parts were measured on an H200
+# on 2026-11-30, zssr_cache not yet):
 #   smoke       one small image through the command line (the others need it)
 #   folder      issue 15: 100 DIV2KRK-size images through one call (cold,
 #               warm, and warm with 50 iterations: where the time goes)
@@ -25,7 +27,9 @@
 #   fkp         KernelGAN-FKP as published: far costlier
 # SETS holds div2krk_sk (Gaussian kernels, x2 and x4 LR), div2krk_ng
 # (non-Gaussian), both made by `python -m benchmarks.make_div2krk --x4 ...`,
-# and div2krk_sk2 (the x2-only set of the ZSSR runs). Every part has its own
+# and div2krk_sk2 (the x2-only set of the ZSSR runs: seed 0 as div2krk_sk,
+# made without --x4, which crops retina differently; not the held-out
+# `--seed=2` set). Every part has its own
 # time limit and writes its results to OUT as it goes; device.log has what
 # each part printed (the ZSSR runs print a row per image as they finish).
 # ZSSR_FLAGS adds flags to the ZSSR runs (a dry run on a CPU:
@@ -33,7 +37,7 @@
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 SETS=${SETS:-.sets}
-PARTS=${PARTS:-smoke compile zssr_cache}
+PARTS=${PARTS:-smoke folder compile}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD
 export JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache

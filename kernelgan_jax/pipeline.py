@@ -10,7 +10,8 @@ seeds per image the seeds train together and their x2 kernels are combined
 (`ensemble`), the log recording every seed's kernel. 'fkp' and 'select'
 run one image and seed at a time (`estimate.estimate_kernel`). With
 `sr`, each image is then super-resolved by ZSSR with its kernel(s), as the
-original's --SR.
+original's --SR, or where the kernel looks unreliable with the bicubic
+kernel (`SuperResolution.fallback`).
 
 After `jax.distributed.initialize` each process estimates its share of the
 images (`batch.process_share`) on its local devices; once every process is
