@@ -28,7 +28,6 @@ from concurrent import futures
 import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -107,20 +106,6 @@ def make_images(out_dir: str, count: int, lr_rows: int, lr_cols: int
   return time.perf_counter() - start
 
 
-_COMPILED = re.compile(
-    r"Finished XLA compilation of jit\(([^)]*)\) in ([0-9.e+-]+) sec")
-
-
-def compile_seconds(log: str) -> dict[str, float]:
-  """XLA's seconds per program from a JAX_LOG_COMPILES=1 log, the program
-  names without the hash that kept programs carry, summed over repeats."""
-  seconds = {}
-  for name, value in _COMPILED.findall(log):
-    name = re.sub(r"_[0-9a-f]{32}$", "", name)
-    seconds[name] = seconds.get(name, 0.0) + float(value)
-  return seconds
-
-
 def run_cli(image_dir: str, out_dir: str, cache_dir: str,
             iters: int | None = None) -> dict:
   """One command-line run over the folder, timed from outside."""
@@ -141,7 +126,7 @@ def run_cli(image_dir: str, out_dir: str, cache_dir: str,
   return {"command": " ".join(command[1:]), "returncode": done.returncode,
           "seconds": seconds, "images_written": len(logs),
           "batch_seconds": batch_seconds,
-          "compile_seconds": compile_seconds(done.stderr),
+          "compile_seconds": machine.compile_seconds(done.stderr),
           "stdout_tail": done.stdout[-2000:], "stderr_tail": done.stderr[-2000:]}
 
 

@@ -12,15 +12,17 @@ in-process, one image at a time, `--repeats` passes over `--num_images`
 PNGs of `--image_dir` (e.g. those `benchmarks/folder_scale.py` makes);
 with `--threads`, also the whole of an image's host work (read, prepare,
 score, write its outputs) for all `--num_images` through a pool of each
-number of threads, as the folder run does it: how well it spreads over
-cores, and so the share that holds Python's lock (Amdahl's serial share
-from the speed-up at two threads);
+number of threads, as the folder run does it, with numpy's BLAS on its
+default threads and on one (`pipeline._one_blas_thread`): how well it
+spreads over cores (Amdahl's serial share from the speed-up at two
+threads);
 the reliability score's cost does not depend on the kernel's values, so
 MATLAB's bicubic kernel stands in for an estimate. Medians per image.
 Writes <results_dir>/host_work[-<tag>]-<device>-<date>.{json,md}.
 """
 
 from concurrent import futures
+import contextlib
 import glob
 import os
 import tempfile
@@ -37,6 +39,7 @@ from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
 from kernelgan_jax import outputs
+from kernelgan_jax import pipeline
 from kernelgan_jax import reliability
 from kernelgan_jax.config import get_config
 
@@ -78,11 +81,14 @@ def whole_image_work(path: str, config, kernel: np.ndarray,
 
 
 def pool_seconds(paths: Sequence[str], threads: int, repeats: int,
-                 config, kernel: np.ndarray) -> float:
-  """Median wall seconds of every path's `whole_image_work` in a pool."""
+                 config, kernel: np.ndarray, one_blas_thread: bool) -> float:
+  """Median wall seconds of every path's `whole_image_work` in a pool, with
+  numpy's BLAS on its default threads or on one, as the pipeline runs it."""
+  limit = (pipeline._one_blas_thread if one_blas_thread  # pylint: disable=protected-access
+           else contextlib.nullcontext)
   times = []
   for _ in range(repeats):
-    with tempfile.TemporaryDirectory() as out_dir:
+    with tempfile.TemporaryDirectory() as out_dir, limit():
       start = time.perf_counter()
       with futures.ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda p: whole_image_work(p, config, kernel, out_dir),
@@ -111,12 +117,14 @@ def main(argv: Sequence[str]) -> None:
       "reliability": median_seconds(
           lambda im: reliability.score(im, kernel), loaded, _REPEATS.value),
   }
-  pools = {int(n): pool_seconds(paths, int(n), _REPEATS.value, config,
-                                kernel) for n in _THREADS.value}
+  pools = {(int(n), blas): pool_seconds(paths, int(n), _REPEATS.value,
+                                        config, kernel, blas == "one")
+           for n in _THREADS.value for blas in ("default", "one")}
   meta = dict(machine.describe(), image_dir=_IMAGE_DIR.value,
               images=len(paths), shape=list(loaded[0].shape),
               repeats=_REPEATS.value, tag=_TAG.value,
-              pool_seconds=pools)
+              pool_seconds={f"{n} threads, BLAS {blas}": t
+                            for (n, blas), t in pools.items()})
   lines = [
       f"The host's work per image outside training, {len(paths)} images of "
       f"{loaded[0].shape[1]}x{loaded[0].shape[0]} from {_IMAGE_DIR.value}, "
@@ -128,19 +136,27 @@ def main(argv: Sequence[str]) -> None:
       *[f"| {name} | {seconds:.3f} |" for name, seconds in stages.items()],
       f"| total | {sum(stages.values()):.3f} |"]
   if pools:
-    one = pools.get(1)
     lines += ["", f"The whole per-image work (read, prepare, score, write the "
               f"outputs) of all {len(paths)} images through a pool of threads,"
-              " median wall seconds:", "",
-              "| threads | seconds | speed-up |", "|---|---|---|",
-              *[f"| {n} | {t:.2f} | {one / t:.2f}x |" if one else
-                f"| {n} | {t:.2f} | |" for n, t in pools.items()]]
-    if one and 2 in pools:
-      serial = min(max(2 * pools[2] / one - 1, 0.0), 1.0)
-      meta["serial_share"] = serial
-      lines += ["", f"Serial share by Amdahl's law from the two-thread "
-                f"speed-up: {serial:.2f}; at that share 16 threads would "
-                f"give at most {1 / (serial + (1 - serial) / 16):.1f}x."]
+              " median wall seconds, with numpy's BLAS on its default "
+              "threads and on one (as `pipeline.estimate_files` runs it):", "",
+              "| threads | BLAS default | speed-up | one BLAS thread | speed-up |",
+              "|---|---|---|---|---|"]
+    base = {b: pools.get((1, b)) for b in ("default", "one")}
+    for n in sorted({n for n, _ in pools}):
+      cells = []
+      for blas in ("default", "one"):
+        t = pools[(n, blas)]
+        cells += [f"{t:.2f}", f"{base[blas] / t:.2f}x" if base[blas] else ""]
+      lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    if base["default"] and (2, "default") in pools:
+      lines += ["", "Serial share by Amdahl's law from the two-thread speed-up "
+                "(at that share 16 threads give at most the last figure):"]
+      for blas in ("default", "one"):
+        serial = min(max(2 * pools[(2, blas)] / base[blas] - 1, 0.0), 1.0)
+        meta[f"serial_share_blas_{blas}"] = serial
+        lines.append(f"- BLAS {blas}: {serial:.2f}, "
+                     f"{1 / (serial + (1 - serial) / 16):.1f}x")
   tag = f"-{_TAG.value}" if _TAG.value else ""
   machine.save_results(_RESULTS.value,
                        f"host_work{tag}-{meta['device']}-{meta['date']}",

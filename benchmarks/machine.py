@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import platform
+import re
 from typing import IO, Callable
 
 import jax
@@ -68,3 +69,17 @@ def write_atomically(path: str, write: Callable[[IO], object],
   finally:
     if os.path.exists(staging):
       os.remove(staging)
+
+
+_COMPILED = re.compile(
+    r"Finished XLA compilation of jit\(([^)]*)\) in ([0-9.e+-]+) sec")
+
+
+def compile_seconds(log: str) -> dict[str, float]:
+  """XLA's seconds per program from a JAX_LOG_COMPILES=1 log, the program
+  names without the hash that kept programs carry, summed over repeats."""
+  seconds = {}
+  for name, value in _COMPILED.findall(log):
+    name = re.sub(r"_[0-9a-f]{32}$", "", name)
+    seconds[name] = seconds.get(name, 0.0) + float(value)
+  return seconds

@@ -2,7 +2,8 @@ r"""SR that falls back to plain ZSSR where the kernel looks unreliable.
 
   python -m benchmarks.sr_fallback --set_dir=.sets/div2krk_ng \
       --zssr=benchmarks/results/zssr-fast-x2-ng-...json \
-      --kernels=.sets/kernels-cpu-ng-x2.npz [--estimator=kernelgan] [--x4]
+      --kernels=.sets/kernels-cpu-ng-x2.npz [--estimator=kernelgan] [--x4] \
+      --tag=...
 
 ZSSR with a wrong kernel can end far below bicubic interpolation, while
 ZSSR with MATLAB's bicubic kernel (plain ZSSR) rarely does. The policy
@@ -16,7 +17,8 @@ policy's, so no ZSSR runs here), and the kernels file the run used: per
 image the score and which kernel the policy keeps, and for the policy, the
 estimate and plain ZSSR the mean aligned PSNR, the share of the gap from
 plain ZSSR to ZSSR with the true kernel closed, and the images below bicubic
-interpolation. Writes
+interpolation. The flags other than --zssr are `benchmarks/zssr_eval.py`'s,
+with its meaning (the run's). Writes
 <results_dir>/sr_fallback-<tag>-<device>-<date>.{json,md}.
 """
 
@@ -28,22 +30,17 @@ from absl import flags
 import numpy as np
 
 from benchmarks import machine
+from benchmarks import zssr_eval
 from kernelgan_jax import div2krk
 from kernelgan_jax import reliability
 from kernelgan_jax import sr_metrics
 
-_SET_DIR = flags.DEFINE_string("set_dir", None, "The zssr_eval run's set.")
 _ZSSR = flags.DEFINE_string("zssr", None, "The zssr_eval run's JSON.")
-_KERNELS = flags.DEFINE_string("kernels", None, "Its kernels file (.npz).")
-_ESTIMATOR = flags.DEFINE_string("estimator", "kernelgan",
-                                 "Whose kernels the run's estimated column "
-                                 "used.")
-_SEED = flags.DEFINE_integer("seed", 0, "Their seed.")
-_X4 = flags.DEFINE_bool("x4", False, "An x4 run (x4 LR images).")
-_TAG = flags.DEFINE_string("tag", None, "Names the results files.")
-_RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
-                               "Where the JSON and markdown go.")
-flags.mark_flags_as_required(["set_dir", "zssr", "kernels", "tag"])
+# The run's own settings, under zssr_eval's flags.
+_SET_DIR, _KERNELS, _ESTIMATOR = (zssr_eval._SET_DIR, zssr_eval._KERNELS,  # pylint: disable=protected-access
+                                  zssr_eval._ESTIMATOR)  # pylint: disable=protected-access
+_SEED, _X4 = zssr_eval._SEED, zssr_eval._X4  # pylint: disable=protected-access
+_TAG, _RESULTS = zssr_eval._TAG, zssr_eval._OUT  # pylint: disable=protected-access
 
 COLUMNS = ("zssr_kernelgan", "policy", "zssr_bicubic")
 NAMES = {"zssr_kernelgan": "ZSSR, estimate", "policy": "ZSSR, fallback",
@@ -130,6 +127,8 @@ def markdown(rows: list[dict], totals: dict, meta: dict) -> str:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  if not (_ZSSR.value and _KERNELS.value and _TAG.value):
+    raise app.UsageError("--zssr, --kernels and --tag are required.")
   with open(_ZSSR.value) as f:
     run = json.load(f)
   examples = div2krk.load_set(_SET_DIR.value)

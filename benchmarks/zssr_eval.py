@@ -180,6 +180,15 @@ def kernelgan_kernel_path(save_prefix: str, suffix: str = "") -> str:
   return f"{save_prefix}_kernelgan_x2{suffix}.npy"
 
 
+def missing_kernel(path: str, name: str, seed: int, estimator: str) -> bool:
+  """Whether the kernels file lacks what `estimator` needs for image `name`
+  (benchmarks/estimators.py skips images too small to estimate)."""
+  needed = reliability.SELECT_FROM if estimator == "select" else (estimator,)
+  with np.load(path) as kernels:
+    return any(f"{e}/{name}/{seed}/kernel_x2" not in kernels.files
+               for e in needed)
+
+
 def selected_estimator(lr: np.ndarray, name: str, seed: int) -> str:
   """Which of `reliability.SELECT_FROM` `estimator='select'` keeps for image
   `name`, of the --kernels file's kernels of `seed`."""
@@ -364,6 +373,12 @@ def main(argv: Sequence[str]) -> None:
            "lr_digest": lr_digest(lr)}
     save_prefix = os.path.join(sr_dir, example.name)
     estimator, image_suffix = _ESTIMATOR.value, suffix
+    if _KERNELS.value and missing_kernel(_KERNELS.value, example.name,
+                                         _SEED.value, estimator):
+      skipped.append(f"{example.name}: no {estimator} kernel in "
+                     f"{_KERNELS.value}")
+      print(f"skipped {skipped[-1]}", flush=True)
+      continue
     if _KERNELS.value:
       if estimator == "select":
         estimator = row["selected"] = selected_estimator(lr, example.name,

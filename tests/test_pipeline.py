@@ -227,3 +227,22 @@ def test_sr_falls_back_to_the_bicubic_kernel_where_the_kernel_looks_unreliable(
     assert kernels[0][0] is not None and log["sr_kernel"] == "estimate"
     assert "ZSSR" not in rows[0]["warning"]
   assert os.path.exists(tmp_path / "square" / "ZSSR_square.png")
+
+
+def test_the_host_work_runs_numpy_blas_on_one_thread(inputs, tmp_path,
+                                                     monkeypatch):
+  import threadpoolctl  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
+  score, seen = reliability.score, []
+  def recording_score(image, estimate):
+    seen.append({info["num_threads"] for info in
+                 threadpoolctl.threadpool_info()
+                 if info["user_api"] == "blas"})
+    return score(image, estimate)
+  monkeypatch.setattr(reliability, "score", recording_score)
+  before = threadpoolctl.threadpool_info()
+  rows = pipeline.estimate_files([inputs[3]], str(tmp_path), CONFIG,
+                                 summary=False)
+  assert rows[0]["status"] == "ok" and len(seen) == 1
+  assert seen[0] <= {1}  # Every BLAS library found (none: nothing to limit).
+  assert threadpoolctl.threadpool_info() == before  # Restored.

@@ -99,3 +99,13 @@ def test_a_baseline_row_is_reused_only_for_the_same_lr_image():
   assert zssr_eval.same_lr(legacy, lr, hr, 2)
   assert not zssr_eval.same_lr(legacy, other, hr, 2)
   assert not zssr_eval.same_lr({"lr_shape": list(lr.shape)}, lr, hr, 2)
+
+
+def test_an_image_without_a_kernel_in_the_file_is_missing(tmp_path):
+  path = tmp_path / "k.npz"
+  np.savez(path, **{"kernelgan/cat/0/kernel_x2": np.ones((3, 3)),
+                    "fkp_lite/dog/0/kernel_x2": np.ones((3, 3))})
+  assert not zssr_eval.missing_kernel(path, "cat", 0, "kernelgan")
+  assert zssr_eval.missing_kernel(path, "cat", 1, "kernelgan")
+  assert zssr_eval.missing_kernel(path, "dog", 0, "kernelgan")
+  assert zssr_eval.missing_kernel(path, "cat", 0, "select")  # Needs both.
