@@ -116,6 +116,7 @@ _TAG = flags.DEFINE_string(
     "tag", "", "Appended to the results' file names (e.g. the set's name), "
     "so runs on different sets on one day do not overwrite each other.")
 
+
 def lr_digest(lr: np.ndarray) -> str:
   """A fingerprint of an LR image's pixels (rows keep it)."""
   return hashlib.sha256(np.ascontiguousarray(lr).tobytes()).hexdigest()[:16]
