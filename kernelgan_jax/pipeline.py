@@ -153,10 +153,10 @@ def _pool(rows: Sequence[Row], queue: collections.deque):
 
 def _one_blas_thread() -> contextlib.AbstractContextManager:
   """numpy's BLAS on one thread while the pool's threads run numpy side by
-  side: each product would otherwise start the BLAS library's own threads
-  in every pool thread, and they contend for the cores (the reliability
-  score's products; `benchmarks/host_work.py`). Process-wide while it
-  lasts, restored after."""
+  side (several images): each product would otherwise start the BLAS
+  library's own threads in every pool thread, and they contend for the
+  cores (the reliability score's products; `benchmarks/host_work.py`).
+  Process-wide while it lasts, restored after."""
   from threadpoolctl import threadpool_limits  # pylint: disable=g-import-not-at-top
   return threadpool_limits(limits=1, user_api="blas")
 
@@ -358,7 +358,9 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
                    max(len(pending), 1))
   todo, queue = iter(pending), collections.deque()
   jobs, by_index, writes, trained_before = [], {}, [], False
-  with _pool([rows[i] for i in mine], queue) as pool, _one_blas_thread():
+  side_by_side = len(pending) > 1
+  with _pool([rows[i] for i in mine], queue) as pool, (
+      _one_blas_thread() if side_by_side else contextlib.nullcontext()):
     def top_up():  # Prepares up to two batches ahead, in input order.
       while len(queue) < 2 * batch_size:
         index = next(todo, None)
