@@ -2,6 +2,7 @@ r"""How many iterations KernelGAN needs: kernels along one run, and a stop rule.
 
   python -m benchmarks.iterations --set_dir=/tmp/div2krk_sk --num_images=8 \
       [--x4] [--seeds=0,1,2] [--tag=gaussian]
+  python -m benchmarks.iterations --photos [--seeds=0,1,2]
 
 The learning rate drops 10x every 750 iterations (2e-7 from iteration
 2250), so the late iterations may change nothing measurable. For every
@@ -14,8 +15,14 @@ first read-out from `--min_stop` on where the raw kernel moved by less than
 `tol` (relative L2) since the previous read-out" is evaluated for each of
 `--stop_tols` on the same runs. The seed-to-seed spread (standard deviation
 of the kernel error over seeds, per image) is the yardstick a shorter run
-must stay within. Writes
-benchmarks/results/iterations-<tag>[-x4]-<device>-<date>.{json,md}.
+must stay within. With --photos the inputs are scikit-image's photographs
+themselves, blurred only by their cameras (no true kernel): each
+checkpoint's x2 kernel is compared with the same run's final one
+(`metrics.kernel_error` between the two) and with the other seeds' at that
+checkpoint, and the reliability score (`reliability.score`, from the LR
+image alone) is recorded. Writes
+benchmarks/results/iterations-<tag>[-x4]-<device>-<date>.{json,md}
+(tag 'photos' with --photos).
 """
 
 import json
@@ -32,6 +39,7 @@ from kernelgan_jax import div2krk
 from kernelgan_jax import images
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import metrics
+from kernelgan_jax import reliability
 from kernelgan_jax import train
 from kernelgan_jax.config import get_config
 
@@ -49,6 +57,9 @@ _MIN_STOP = flags.DEFINE_integer("min_stop", 750,
 _STOP_TOLS = flags.DEFINE_list("stop_tols", ["0.05", "0.02", "0.01"],
                                "Relative kernel changes of the stop rule.")
 _TAG = flags.DEFINE_string("tag", "gaussian", "Names the results files.")
+_PHOTOS = flags.DEFINE_bool(
+    "photos", False, "scikit-image's photographs as they are, instead of "
+    "a set (no true kernel).")
 _OUT = flags.DEFINE_string("results_dir", "benchmarks/results",
                            "Where the JSON and markdown go.")
 
@@ -139,8 +150,82 @@ def markdown(rows: list[dict], meta: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def photo_rows(config, seeds: list[int], checkpoints: list[int]
+               ) -> list[dict]:
+  """Per photograph and seed: each checkpoint's x2 kernel against the run's
+  last, and its reliability score; then, per checkpoint, the mean distance
+  between seeds' kernels (the yardstick)."""
+  rows = []
+  for name, photo in div2krk.sample_photographs().items():
+    kernels = {}
+    for seed in seeds:
+      raw = run_with_readouts(photo, config, seed, _EVERY.value)
+      kernels[seed] = {at: estimate_lib.estimate_from_raw(
+          raw[at], {}, seed, config).kernel_x2 for at in checkpoints}
+      final = kernels[seed][checkpoints[-1]]
+      row = {"name": name, "seed": seed, "lr_shape": list(photo.shape),
+             "to_last": {str(at): metrics.kernel_error(k, final)
+                         for at, k in kernels[seed].items()},
+             "reliability": {str(at): reliability.score(photo, k)[
+                 reliability.HEADLINE] for at, k in kernels[seed].items()}}
+      rows.append(row)
+      print(json.dumps(row), flush=True)
+    pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+    for row in rows[-len(seeds):]:
+      row["between_seeds"] = {str(at): float(np.mean(
+          [metrics.kernel_error(kernels[a][at], kernels[b][at])
+           for a, b in pairs])) if pairs else None for at in checkpoints}
+  return rows
+
+
+def photo_markdown(rows: list[dict], meta: dict) -> str:
+  """Means over photographs and seeds, per checkpoint."""
+  checkpoints = meta["checkpoints"]
+  mean = lambda key, at: float(np.mean([r[key][str(at)] for r in rows]))
+  lines = [
+      f"Kernels along one run on scikit-image's photographs as they are "
+      f"(camera blur, no true kernel), {len({r['name'] for r in rows})} "
+      f"photographs x seeds {meta['seeds']}: {meta['device']} "
+      f"({meta['processor']}), jax {meta['jax']}, {meta['date']}.", "",
+      "| iterations | distance to the run's last kernel | distance between "
+      "seeds | reliability score |", "|---|---|---|---|"]
+  for at in checkpoints:
+    between = ([r["between_seeds"][str(at)] for r in rows]
+               if rows and rows[0]["between_seeds"][str(at)] is not None
+               else [])
+    lines.append(f"| {at} | {mean('to_last', at):.4f} | "
+                 + (f"{np.mean(between):.4f}" if between else "")
+                 + f" | {mean('reliability', at):+.3f} |")
+  lines += ["", "Per photograph (seed means): distance to the last kernel "
+            f"at {checkpoints[0]} / ... / {checkpoints[-2]} iterations, and "
+            "between seeds at the last.", "",
+            "| photograph | " + " | ".join(map(str, checkpoints[:-1]))
+            + f" | between seeds at {checkpoints[-1]} |",
+            "|---|" + "---|" * len(checkpoints)]
+  for name in dict.fromkeys(r["name"] for r in rows):
+    mine = [r for r in rows if r["name"] == name]
+    cells = [f"{np.mean([r['to_last'][str(at)] for r in mine]):.4f}"
+             for at in checkpoints[:-1]]
+    between = mine[0]["between_seeds"][str(checkpoints[-1])]
+    cells.append(f"{between:.4f}" if between is not None else "")
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
+  if _PHOTOS.value:
+    config = get_config(max_iters=_ITERS.value)
+    checkpoints = sorted(map(int, _CHECKPOINTS.value))
+    seeds = list(map(int, _SEEDS.value))
+    rows = photo_rows(config, seeds, checkpoints)
+    meta = dict(machine.describe(), photos=True, seeds=seeds,
+                iters=_ITERS.value, every=_EVERY.value,
+                checkpoints=checkpoints, tag="photos")
+    machine.save_results(
+        _OUT.value, f"iterations-photos-{meta['device']}-{meta['date']}",
+        meta, rows, photo_markdown(rows, meta))
+    return
   examples = div2krk.load_or_make_set(_SET_DIR.value, _NUM_IMAGES.value,
                                       x4=_X4.value)
   config = get_config(max_iters=_ITERS.value)
