@@ -13,8 +13,8 @@
 #   compile     issue 15: the folder again with XLA_FLAGS that shorten GPU
 #               compilation (autotuning off; no Triton GEMMs), each its own
 #               empty cache
-#   zssr_cache  ZSSR `paper` on one image in two processes, the second with
-#               the first's compilation cache (where its time goes on a GPU)
+#   zssr_cache  ZSSR `paper` on three images of three sizes in one process
+#               (what a new image size costs on a GPU)
 #   zssr        issue 14: ZSSR with the original settings (`paper`) on the
 #               8 x2 photos with the kernels of KernelGAN (1000 iterations)
 #               and fkp_lite (select's candidates; estimated on CPU, in
@@ -88,19 +88,21 @@ zssr=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk2"
       --results_dir="$OUT" ${ZSSR_FLAGS:-})
 
 if want zssr_cache; then
-  # Is ZSSR's minute per image on an H200 compilation? One image twice, the
-  # second process with the first one's compilation cache.
-  for run in cold warm; do
-    part "zssr paper astronaut, $run cache" 100 "${zssr[@]}" \
-      --estimator=kernelgan --only=astronaut --tag=astronaut-$run
-  done
+  # ZSSR's minute per image on an H200 (2026-11-30) looked like compilation
+  # per image size; its training programs no longer depend on the size
+  # (2026-12-01). One process, three images of three sizes: the second and
+  # third say what a new size costs now.
+  part "zssr paper, three sizes in one process" 150 "${zssr[@]}" \
+    --estimator=kernelgan --only=astronaut,coffee,chelsea --tag=three-sizes
 fi
 
 if want zssr; then
   # One process per estimator and image, all at once: on an H200 an image's
   # ZSSR took about a minute with two side by side and 130-185 s with
-  # eight (mostly compiling for its size), so all at once is the quickest
-  # way through a set. Each job logs to its own file; select's column is
+  # eight (mostly compiling for its size, before its training programs
+  # stopped depending on the size), so all at once was the quickest way
+  # through a set; zssr_cache tells whether one process per estimator now
+  # is. Each job logs to its own file; select's column is
   # composed afterwards from these (benchmarks/zssr_merge.py).
   images="astronaut coffee chelsea rocket camera immunohistochemistry
           hubble_deep_field retina"

@@ -95,8 +95,9 @@ class PairsTest(parameterized.TestCase):
   def test_crop_is_a_window_of_image_and_loss_map(self):
     image = np.random.default_rng(4).random((30, 25, 3)).astype(np.float32)
     loss_map = np.random.default_rng(5).random((30, 25, 1)).astype(np.float32)
-    father, weights = pairs.random_crop(jax.random.key(6), jnp.asarray(image),
-                                        jnp.asarray(loss_map), (16, 12))
+    corner = pairs.crop_corner(jax.random.key(6), jnp.array([14, 13]))
+    father, weights = pairs.crop(jnp.asarray(image), jnp.asarray(loss_map),
+                                 corner, (16, 12))
     father, weights = np.asarray(father), np.asarray(weights)
     matches = [(top, left) for top in range(15) for left in range(14)
                if np.array_equal(image[top:top + 16, left:left + 12], father)]
@@ -302,8 +303,17 @@ class SuperResolveTest(parameterized.TestCase):
                                  kernel, key)
       return train.init_state(params, None, config), inputs
 
-    iterate = lambda s, i: train.train_step(s, i, config=config,
-                                                 scale=2, noise_std=0.0)
+    def iterate(state, inputs):  # One iteration, tested every other one.
+      father = jax.tree.map(lambda a: a[0], train.fathers(
+          inputs, state.step, 1, config.crop_size))
+      state = train.adam_step(state, father, inputs.kernel, inputs.key,
+                              config=config, scale=2, noise_std=0.0)
+      error = train.test_error(state.params, inputs, state.step, scale=2,
+                               noise_std=0.0)
+      return train.end_iteration(state, error,
+                                 state.step % config.run_test_every == 0,
+                                 config=config)
+
     keys = jax.random.split(jax.random.key(16), 2)
     states, inputs = jax.vmap(start)(images, keys)
     single, single_inputs = start(images[1], keys[1])
@@ -315,6 +325,28 @@ class SuperResolveTest(parameterized.TestCase):
     for batched_p, single_p in zip(states.params, single.params):
       np.testing.assert_allclose(np.asarray(batched_p[1]),
                                  np.asarray(single_p), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(states.test_error[1]),
+                               np.asarray(single.test_error), rtol=1e-5)
+
+  @parameterized.parameters(("python", 0), ("scan", 1))
+  def test_training_compiles_once_for_every_image_size(self, loop, other):
+    """The fathers are cut outside the training programs, so only the test,
+    the cut and the output are compiled per image size."""
+    config = dataclasses.replace(_TINY, loop=loop, run_test_every=2,
+                                 lr_slope_range=6, chunk_size=3)
+    trained = [train.jitted_adam_step, train.jitted_end_iteration,
+               train.jitted_father_corners] + (
+                   [train.jitted_steps] if loop == "scan" else [])
+    pipeline.super_resolve(_smooth_image((24, 20, 3), seed=17),
+                           _gaussian_kernel(), config=config)
+    programs = [f._cache_size() for f in trained]
+    tests = train.jitted_test_error._cache_size()
+    for shape in ((31 + other, 22, 3), (40, 37 + other, 3)):  # New sizes.
+      pipeline.super_resolve(_smooth_image(shape, seed=18),
+                             _gaussian_kernel(), config=config)
+    self.assertEqual([f._cache_size() for f in trained], programs)
+    self.assertEqual(train.jitted_test_error._cache_size(), tests + 2)
+    self.assertGreater(train.jitted_cut_fathers._cache_size(), 0)
 
 
 class MemoryTest(absltest.TestCase):

@@ -32,8 +32,9 @@ class ZSSRConfig:
     real_noise_std: std of the noise added to LR sons in real mode, times
       `noise_scale`.
     loss_map_window: box size of the gradient-magnitude loss map.
-    chunk_size: iterations per jitted `lax.scan` with loop 'scan' (the
-      'python' loop reads the stop flag back at every policy check).
+    chunk_size: with loop 'scan', at most this many iterations per jitted
+      `lax.scan` (a scan never spans a reconstruction test; the 'python'
+      loop reads the stop flag back at every policy check).
     loop: how the host drives the iterations (`progress.LOOPS`): 'python' (a
       host loop over a jitted step), 'scan' (`lax.scan` over chunks), or
       None: 'python' on CPU, where XLA's while loops run convolutions far

@@ -59,28 +59,38 @@ def crop_shape(image_hw: tuple[int, int], crop_size: int) -> tuple[int, int]:
   return min(crop_size, image_hw[0]), min(crop_size, image_hw[1])
 
 
-def random_crop(key: jax.Array, image_hwc: jax.Array, loss_map_hw1: jax.Array,
-                crop_hw: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
-  """A father crop and the matching loss-map crop.
-
-  The corner is round(U[0, 1) * (size - crop)) per axis, as the original's
-  integer-shift warp.
+def crop_corner(key: jax.Array, slack_hw: jax.Array) -> jax.Array:
+  """A father's top-left corner: round(U[0, 1) * slack) per axis, as the
+  original's integer-shift warp.
 
   Args:
     key: PRNG key.
+    slack_hw: (2,) image size minus crop size, per axis (an array, so that
+      the draw does not depend on the image's size).
+
+  Returns:
+    (2,) int32 (top, left).
+  """
+  fractions = jax.random.uniform(key, (2,))
+  return jnp.round(fractions * slack_hw.astype(jnp.float32)).astype(jnp.int32)
+
+
+def crop(image_hwc: jax.Array, loss_map_hw1: jax.Array, corner: jax.Array,
+         crop_hw: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
+  """The father at `corner` (`crop_corner`) and its loss-map crop.
+
+  Args:
     image_hwc: (H, W, C) source image.
     loss_map_hw1: (H, W, 1) loss weights of the source image.
+    corner: (2,) int32 top-left corner.
     crop_hw: static (h, w) of the crop.
 
   Returns:
     ((h, w, C) father, (h, w, 1) weights).
   """
-  height, width, channels = image_hwc.shape
-  fractions = jax.random.uniform(key, (2,))
-  slack = jnp.array([height - crop_hw[0], width - crop_hw[1]], jnp.float32)
-  top, left = jnp.round(fractions * slack).astype(jnp.int32)
+  top, left = corner[0], corner[1]
   father = jax.lax.dynamic_slice(image_hwc, (top, left, 0),
-                                 crop_hw + (channels,))
+                                 crop_hw + (image_hwc.shape[-1],))
   weights = jax.lax.dynamic_slice(loss_map_hw1, (top, left, 0), crop_hw + (1,))
   return father, weights
 
