@@ -29,7 +29,8 @@ from concurrent import futures
 import functools
 import queue
 import threading
-from typing import Callable, NamedTuple, Optional, Sequence, TypeVar
+from typing import (Callable, Mapping, NamedTuple, Optional, Sequence,
+                    TypeVar)
 
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -40,6 +41,7 @@ from kernelgan_jax import data as data_lib
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import images
 from kernelgan_jax import programs
+from kernelgan_jax import reliability
 from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax.data import TrainData
@@ -249,8 +251,8 @@ def default_strategy(backend: Optional[str] = None) -> str:
   return "sequential" if backend == "cpu" else "vmap"
 
 
-def run_sequentially(jobs: Sequence[Job], config: Config, *,
-                     loop: str = "scan",
+def run_sequentially(jobs: Sequence[Job], config: Config | Sequence[Config],
+                     *, loop: str = "scan",
                      devices: Optional[Sequence[jax.Device]] = None,
                      progress: Optional[ProgressFn] = None
                      ) -> list[KernelEstimate]:
@@ -263,14 +265,18 @@ def run_sequentially(jobs: Sequence[Job], config: Config, *,
   folder: XLA:CPU runs one job's step on about one core
   (benchmarks/README.md, "Where the CPU time goes"), and each CPU device
   (`jax_num_cpu_devices`, which the command line sets) is another core.
+  `config` may also give each job its own (several estimators' runs of
+  one image side by side: `run_estimators`).
   """
+  configs = ([config] * len(jobs) if isinstance(config, Config)
+             else list(config))
   devices = list(devices or jax.local_devices())[:max(len(jobs), 1)]
   free = queue.SimpleQueue()
   for device in devices:
     free.put(device)
   report = _summed_progress(progress, len(jobs))
   def run(index: int, job: Job) -> KernelEstimate:
-    device = free.get()
+    device, config = free.get(), configs[index]
     try:
       state = train_lib.init_state(job.init_key, config)
       if len(devices) > 1:
@@ -356,6 +362,33 @@ def run_jobs(jobs: Sequence[Job], config: Config, *,
           for j, job in enumerate(jobs)]
 
 
+def run_estimators(jobs: Sequence[Job], config: Config,
+                   estimators: Sequence[str], *, loop: str = "scan",
+                   devices: Optional[Sequence[jax.Device]] = None,
+                   progress: Optional[ProgressFn] = None,
+                   strategy: Optional[str] = None,
+                   pad_to: int = 1) -> list[list[KernelEstimate]]:
+  """Every job trained by each of `estimators` (KernelGAN-config ones:
+  'kernelgan', 'fkp_lite'), as `run_jobs`: results[e][j].
+
+  The jobs' data and keys serve every estimator (their configs differ in
+  the generator only). Sequentially, all (estimator, job) runs share the
+  devices, so on two CPU cores one image's two candidates of 'select'
+  train side by side; under 'vmap', one batch per estimator.
+  """
+  configs = [estimate_lib.estimator_config(config, name)
+             for name in estimators]
+  if (strategy or default_strategy()) == "sequential":
+    results = run_sequentially(
+        list(jobs) * len(configs),
+        [c for c in configs for _ in jobs], loop=loop, devices=devices,
+        progress=progress)
+    return [results[e * len(jobs):(e + 1) * len(jobs)]
+            for e in range(len(configs))]
+  return [run_jobs(jobs, c, loop=loop, devices=devices, progress=progress,
+                   strategy=strategy, pad_to=pad_to) for c in configs]
+
+
 def estimate_kernels(images: Sequence[np.ndarray],
                      config: Optional[Config] = None,
                      seeds: Sequence[int] = (0,), *,
@@ -393,20 +426,29 @@ def estimate_kernels(images: Sequence[np.ndarray],
                                           estimator=estimator,
                                           progress=progress)
              for seed in seeds] for image in images]
-  if estimator == "select":
-    from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
-    runs = [estimate_kernels(images, config, seeds, estimator=candidate,
-                             loop=loop, devices=devices, progress=progress,
-                             strategy=strategy)
-            for candidate in reliability.SELECT_FROM]
-    return [[reliability.select(image, [run[i][s] for run in runs])
-             for s in range(len(seeds))] for i, image in enumerate(images)]
   config = estimate_lib.estimator_config(config, estimator)
   jobs = [job for i, image in enumerate(images)
           for job in prepare_jobs(image, config, seeds, image_index=i)]
-  results = run_jobs(jobs, config, loop=loop, devices=devices,
-                     progress=progress, strategy=strategy)
+  if estimator == "select":
+    results = select_results(jobs, images, run_estimators(
+        jobs, config, reliability.SELECT_FROM, loop=loop,
+        devices=devices, progress=progress, strategy=strategy))
+  else:
+    results = run_jobs(jobs, config, loop=loop, devices=devices,
+                       progress=progress, strategy=strategy)
   per_image = [[] for _ in images]
   for job, result in zip(jobs, results):
     per_image[job.image_index].append(result)
   return per_image
+
+
+def select_results(jobs: Sequence[Job],
+                   images: Sequence[np.ndarray] | Mapping[int, np.ndarray],
+                   candidates: Sequence[Sequence[KernelEstimate]]
+                   ) -> list[KernelEstimate]:
+  """'select' per job: of its candidates' estimates (`run_estimators`),
+  the one `reliability.select` keeps on the job's image
+  (`images[job.image_index]`)."""
+  return [reliability.select(images[job.image_index],
+                             [run[j] for run in candidates])
+          for j, job in enumerate(jobs)]

@@ -317,8 +317,9 @@ def _start_processes() -> None:
 
 
 def _cpu_device_per_core() -> None:
-  """One CPU device per usable core, so that a folder's images train side by
-  side, one per core (`batch.run_sequentially`): the step itself keeps
+  """One CPU device per usable core, so that a folder's images (or 'select''s
+  two candidates) train side by side, one per core
+  (`batch.run_sequentially`): the step itself keeps
   about one core busy (benchmarks/README.md, "Where the CPU time goes").
   Not where JAX_NUM_CPU_DEVICES or XLA_FLAGS already set a count. No other
   backend is touched: on a GPU the jobs still share its devices."""
@@ -348,8 +349,9 @@ def main(argv: list[str]) -> None:
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     programs.use_folder(os.path.join(cache, "programs"))
-  if not _IMAGE.value and not _several_processes():
-    _cpu_device_per_core()
+  if ((not _IMAGE.value or _ESTIMATOR.value == "select")
+      and not _several_processes()):
+    _cpu_device_per_core()  # Also for one image's two 'select' candidates.
   _start_processes()
   # A flag changes its field only when given, so a config file's values
   # stand unless the command line says otherwise.

@@ -7,8 +7,10 @@ or featureless file is reported and skipped, and so is an image whose run
 fails otherwise (say, out of memory; its row holds the traceback); every
 other image still gets its kernel. Images train `batch_size` at a time (`batch`); with several
 seeds per image the seeds train together and their x2 kernels are combined
-(`ensemble`), the log recording every seed's kernel. 'fkp' and 'select'
-run one image and seed at a time (`estimate.estimate_kernel`). With
+(`ensemble`), the log recording every seed's kernel. 'select' trains its
+two candidates' batches (`batch.run_estimators`; on CPU side by side, one
+per core) and keeps one per image; 'fkp' runs one image and seed at a time
+(`estimate.estimate_kernel`). With
 `sr`, each image is then super-resolved by ZSSR with its kernel(s), as the
 original's --SR, or where the kernel looks unreliable with the bicubic
 kernel (`SuperResolution.fallback`).
@@ -47,7 +49,7 @@ from kernelgan_jax.progress import ProgressFn
 Row = dict  # name, path, status ('ok', 'skipped', 'error'), message, ...
 PENDING = "pending"
 # Estimators that run one image and seed at a time.
-PER_IMAGE = ("fkp", "select")
+PER_IMAGE = ("fkp",)
 _BARRIERS = itertools.count()  # Same sequence in every process.
 
 
@@ -266,6 +268,11 @@ def _train(jobs: list, by_index: dict, config: Config, estimator: str,
         estimate_lib.estimate_kernel(by_index[index], config, seed,
                                      estimator=estimator, progress=progress)
         for index, seed in jobs]
+  if estimator == "select":
+    return [job.image_index for job in jobs], batch_lib.select_results(
+        jobs, by_index, batch_lib.run_estimators(
+            jobs, config, reliability.SELECT_FROM, progress=progress,
+            strategy=strategy, pad_to=pad_to))
   return [job.image_index for job in jobs], batch_lib.run_jobs(
       jobs, config, progress=progress, strategy=strategy, pad_to=pad_to)
 

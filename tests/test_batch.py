@@ -209,6 +209,7 @@ SIDE_BY_SIDE_SCRIPT = textwrap.dedent("""
     reports = []
     results = batch.estimate_kernels(
         images, config, {seeds!r}, strategy="sequential",
+        estimator={estimator!r},
         progress=lambda done, total, _: reports.append((done, total)))
     assert sorted(devices[:2]) == [0, 1], devices
     print(json.dumps(reports[-1]))
@@ -224,7 +225,7 @@ def test_sequential_jobs_train_side_by_side_on_cpu_devices(images,
     np.save(paths[-1], image)
   script = SIDE_BY_SIDE_SCRIPT.format(
       iters=CONFIG.max_iters, paths=paths, seeds=SEEDS,
-      folder=str(tmp_path / "programs"))
+      folder=str(tmp_path / "programs"), estimator="kernelgan")
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=2")
   out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
@@ -238,6 +239,27 @@ def test_sequential_jobs_train_side_by_side_on_cpu_devices(images,
       # the image alone in a one-device process.
       np.testing.assert_array_equal(
           kernel, estimate.estimate_kernel(image, CONFIG, seed).raw_kernel)
+
+
+def test_select_trains_its_two_candidates_side_by_side(images, tmp_path):
+  """One image, one seed: KernelGAN and fkp_lite on a CPU device each, at
+  once, and the kept kernel is one of theirs as each gives it alone."""
+  path = str(tmp_path / "image.npy")
+  np.save(path, images[0])
+  script = SIDE_BY_SIDE_SCRIPT.format(
+      iters=CONFIG.max_iters, paths=[path], seeds=[0],
+      folder=str(tmp_path / "programs"), estimator="select")
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                       capture_output=True, text=True).stdout.splitlines()
+  last_report, [[kernel]] = json.loads(out[-2]), json.loads(out[-1])
+  assert last_report == [2 * CONFIG.max_iters] * 2  # Both candidates.
+  alone = [estimate.estimate_kernel(images[0], CONFIG, 0,
+                                    estimator=name).raw_kernel
+           for name in ("kernelgan", "fkp_lite")]
+  assert not np.array_equal(*alone)
+  assert any(np.array_equal(kernel, a) for a in alone)
 
 
 def test_a_short_batch_padded_to_the_full_size_reuses_its_program(trained):
