@@ -274,7 +274,7 @@ def run_sequentially(jobs: Sequence[Job], config: Config | Sequence[Config],
   free = queue.SimpleQueue()
   for device in devices:
     free.put(device)
-  report = _summed_progress(progress, len(jobs))
+  report = summed_progress(progress, len(jobs))
   def run(index: int, job: Job) -> KernelEstimate:
     device, config = free.get(), configs[index]
     try:
@@ -294,8 +294,8 @@ def run_sequentially(jobs: Sequence[Job], config: Config | Sequence[Config],
     return list(pool.map(run, range(len(jobs)), jobs))
 
 
-def _summed_progress(progress: Optional[ProgressFn], count: int
-                     ) -> Optional[Callable]:
+def summed_progress(progress: Optional[ProgressFn], count: int
+                    ) -> Optional[Callable]:
   """report(job, done, total, metrics) for `count` jobs of `total`
   iterations each that may run at once: `progress` sees their iterations
   summed and the latest metrics."""

@@ -27,6 +27,8 @@ import dataclasses
 import importlib
 import itertools
 import os
+import queue
+import threading
 import time
 import traceback
 from typing import Any, Callable, Optional, Sequence
@@ -200,6 +202,84 @@ def _prepare(row: Row, config: Config, seeds: Sequence[int], index: int,
     row.update(status="error", message=str(error))
     logging.info("skipping %s: %s", row["path"], error)
     return [], None
+
+
+class _Cancelled(BaseException):
+  """Stops a ZSSR run on another thread after Ctrl-C (not an `Exception`,
+  so `_guarded` lets it through and nothing is written for its image)."""
+
+
+class _MemoryBudget:
+  """Bytes that ZSSR runs side by side may hold together: a run waits until
+  it fits beside the running ones, or runs alone (each fits alone:
+  `_check_sr_memory`)."""
+
+  def __init__(self, total: Optional[int]):
+    self.total, self.used = total, 0
+    self.changed = threading.Condition()
+
+  @contextlib.contextmanager
+  def hold(self, needed: int):
+    with self.changed:
+      self.changed.wait_for(lambda: self.total is None or self.used == 0
+                            or self.used + needed <= self.total)
+      self.used += needed
+    try:
+      yield
+    finally:
+      with self.changed:
+        self.used -= needed
+        self.changed.notify_all()
+
+
+def _write_side_by_side(calls: list[tuple], sr: SuperResolution,
+                        x4: bool) -> None:
+  """`_guarded(*call)` for each of a batch's `_write` calls (each with a
+  ZSSR run), on CPU one per device at a time: ZSSR's step keeps about one
+  core busy, and the command line makes a CPU device per core. Memory
+  permitting (`zssr.memory`); the runs' progress is summed into one bar;
+  on Ctrl-C the other runs stop at their next progress report."""
+  devices = jax.local_devices() if jax.default_backend() == "cpu" else []
+  if len(devices) < 2 or len(calls) < 2:
+    for call in calls:
+      _guarded(*call)
+    return
+  from kernelgan_jax.zssr import memory  # pylint: disable=g-import-not-at-top
+  budget = _MemoryBudget(memory.memory_available())
+  free, stop = queue.SimpleQueue(), threading.Event()
+  for device in devices:
+    free.put(device)
+  bar = sr.progress() if sr.progress else None
+  report = batch_lib.summed_progress(bar, len(calls))
+
+  def run(index: int, call: tuple) -> None:
+    def progress(done, total, metrics):
+      if stop.is_set():
+        raise _Cancelled()
+      if report:
+        report(index, done, total, metrics)
+    own = dataclasses.replace(sr, progress=lambda: progress)
+    image = call[5]
+    with budget.hold(memory.image_memory_needed(image.shape, x4,
+                                                sr.config)):
+      device = free.get()
+      try:
+        with jax.default_device(device):
+          _guarded(*call[:-1], own)
+      finally:
+        free.put(device)
+
+  with futures.ThreadPoolExecutor(len(devices)) as runs:
+    done = [runs.submit(run, i, call) for i, call in enumerate(calls)]
+    try:
+      for future in done:
+        try:
+          future.result()
+        except _Cancelled:
+          pass
+    except KeyboardInterrupt:
+      stop.set()
+      raise
 
 
 def _super_resolve(image: np.ndarray, estimate, config: Config, seed: int,
@@ -397,13 +477,14 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
         per_image = {}
         for i, result in zip(indices, results):
           per_image.setdefault(i, []).append(result)
-        for i, estimates in per_image.items():
-          args = ([rows[i]], None, _write, rows[i], estimates, by_index[i],
-                  config, method, seconds, len(per_image), estimator, sr)
-          if sr is None:
-            writes.append(pool.submit(_guarded, *args))
-          else:  # ZSSR trains here, not beside the next batch.
-            _guarded(*args)
+        batch_writes = [
+            ([rows[i]], None, _write, rows[i], estimates, by_index[i],
+             config, method, seconds, len(per_image), estimator, sr)
+            for i, estimates in per_image.items()]
+        if sr is None:
+          writes += [pool.submit(_guarded, *args) for args in batch_writes]
+        else:  # ZSSR trains here, not beside the next batch.
+          _write_side_by_side(batch_writes, sr, config.x4)
         jobs, by_index = [], {}
     for write in writes:
       write.result()

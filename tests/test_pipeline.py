@@ -246,3 +246,54 @@ def test_the_host_work_runs_numpy_blas_on_one_thread(inputs, tmp_path,
   assert [r["status"] for r in rows] == ["ok", "ok"] and len(seen) == 2
   assert set().union(*seen) <= {1}  # Every BLAS found (none: no limit).
   assert threadpoolctl.threadpool_info() == before  # Restored.
+
+
+SR_SIDE_BY_SIDE = """
+import json, sys, threading
+import jax
+import numpy as np
+from kernelgan_jax import config as config_lib, pipeline, zssr
+assert len(jax.local_devices()) == {devices}, jax.local_devices()
+both_running = threading.Barrier(2, timeout=120)
+devices, resolve = [], zssr.super_resolve
+def super_resolve(image, *args, **kwargs):
+  devices.append(jax.config.jax_default_device)
+  if {devices} == 2 and len(devices) <= 2:
+    both_running.wait()  # Fails unless the two runs overlap.
+  return resolve(image, *args, **kwargs)
+zssr.super_resolve = super_resolve
+reports = []
+sr = pipeline.SuperResolution(
+    zssr.ZSSRConfig(width=8, depth=3, crop_size=16, max_iters=6,
+                    lr_check_every=3),
+    progress=lambda: lambda done, total, _: reports.append((done, total)))
+rows = pipeline.estimate_files({paths!r}, {out!r},
+                               config_lib.get_config(max_iters=6), sr=sr,
+                               summary=False)
+assert [r["status"] for r in rows] == ["ok", "ok"], rows
+print(json.dumps([str(d) for d in devices]))
+print(json.dumps(reports[-1]))
+"""
+
+
+def test_a_batchs_zssr_runs_train_side_by_side_on_cpu_devices(inputs,
+                                                              tmp_path):
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  used, reports = {}, {}
+  for devices in (1, 2):
+    script = SR_SIDE_BY_SIDE.format(devices=devices,
+                                    out=str(tmp_path / str(devices)),
+                                    paths=[inputs[0], inputs[3]])
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
+        f"--xla_force_host_platform_device_count={devices}"))
+    lines = subprocess.run([sys.executable, "-c", script], env=env,
+                           check=True, capture_output=True,
+                           text=True).stdout.splitlines()
+    used[devices], reports[devices] = map(json.loads, lines[-2:])
+  assert used[1] == ["None", "None"]  # One after the other, as before.
+  assert sorted(used[2]) == ["cpu:0", "cpu:1"]  # At once, a device each.
+  assert reports[2] == [12, 12]  # The two runs' iterations, summed.
+  for name in ("wide", "square"):  # The same pixels either way.
+    np.testing.assert_array_equal(
+        iio.imread(tmp_path / "2" / name / f"ZSSR_{name}.png"),
+        iio.imread(tmp_path / "1" / name / f"ZSSR_{name}.png"))

@@ -78,6 +78,15 @@ def memory_available() -> Optional[int]:
   return _host_available()
 
 
+def image_memory_needed(shape: tuple[int, ...], x4: bool = False,
+                        config: Optional[ZSSRConfig] = None) -> int:
+  """`memory_needed` for an image of this (H, W) or (H, W, C) shape; alpha
+  (C 2 or 4) is not learned."""
+  channels = shape[2] if len(shape) > 2 else 1
+  channels -= channels in (2, 4)
+  return memory_needed(shape[0], shape[1], channels, x4, config)
+
+
 def check_memory(shape: tuple[int, ...], x4: bool = False,
                  config: Optional[ZSSRConfig] = None) -> None:
   """Refuses an image whose ZSSR run would not fit in memory.
@@ -92,9 +101,7 @@ def check_memory(shape: tuple[int, ...], x4: bool = False,
     NotEnoughMemory: saying how much it needs and what to do.
   """
   height, width = shape[:2]
-  channels = shape[2] if len(shape) > 2 else 1
-  channels -= channels in (2, 4)
-  needed = memory_needed(height, width, channels, x4, config)
+  needed = image_memory_needed(shape, x4, config)
   available = memory_available()
   if available is None or needed <= available:
     return
