@@ -297,3 +297,25 @@ def test_a_batchs_zssr_runs_train_side_by_side_on_cpu_devices(inputs,
     np.testing.assert_array_equal(
         iio.imread(tmp_path / "2" / name / f"ZSSR_{name}.png"),
         iio.imread(tmp_path / "1" / name / f"ZSSR_{name}.png"))
+
+
+def test_ctrl_c_stops_the_other_side_by_side_zssr_runs(monkeypatch):
+  import jax  # pylint: disable=g-import-not-at-top
+  device = jax.local_devices()[0]
+  monkeypatch.setattr(jax, "local_devices", lambda: [device, device])
+  ends = {}
+  def interrupted(row, _, image, sr):
+    raise KeyboardInterrupt  # As Ctrl-C during this image's ZSSR.
+  def long_run(row, _, image, sr):
+    report = sr.progress()
+    for done in range(10**7):
+      report(done, 10**7, {})
+    ends[row["name"]] = "finished"
+  image = np.zeros((8, 8, 3))
+  sr = pipeline.SuperResolution(config=None)
+  calls = [([row], None, function, row, None, image, sr)
+           for row, function in (({"name": "a"}, interrupted),
+                                 ({"name": "b"}, long_run))]
+  with pytest.raises(KeyboardInterrupt):
+    pipeline._write_side_by_side(calls, sr, x4=False)  # pylint: disable=protected-access
+  assert ends == {}  # b stopped at a progress report, wrote nothing.
