@@ -253,6 +253,8 @@ def _write_side_by_side(calls: list[tuple], sr: SuperResolution,
   report = batch_lib.summed_progress(bar, len(calls))
 
   def run(index: int, call: tuple) -> None:
+    if stop.is_set():  # Not started before Ctrl-C: not started at all.
+      return
     def progress(done, total, metrics):
       if stop.is_set():
         raise _Cancelled()
