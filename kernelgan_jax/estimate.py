@@ -71,8 +71,9 @@ def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
     seed: makes the crops, initial weights and noise reproducible.
     estimator: 'kernelgan' (the original), 'fkp' (KernelGAN-FKP, Liang et
       al., CVPR 2021: its own WGAN-GP critic and schedule, `fkp`) or
-      'fkp_lite' (KernelGAN with G replaced by FKP's prior of a latent);
-      see `ESTIMATORS`.
+      'fkp_lite' (KernelGAN with G replaced by FKP's prior of a latent)
+      or 'select' (the last two, one per device when there are several,
+      the kernel `reliability.select` trusts kept); see `ESTIMATORS`.
     progress: optional callback progress(done, total, metrics).
     loop: 'scan' or 'python' (`progress.LOOPS`).
 
@@ -88,11 +89,13 @@ def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
     return fkp.estimate_kernel_fkp(image, fkp.from_config(config), seed,
                                    progress=progress)
   if estimator == "select":
-    from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
-    return reliability.select(image, [
-        estimate_kernel(image, config, seed, estimator=candidate,
-                        progress=progress, loop=loop)
-        for candidate in reliability.SELECT_FROM])
+    # Its candidates one per device (`batch.run_estimators`): side by side
+    # where there are several CPU devices. `batch` imports this module.
+    from kernelgan_jax import batch  # pylint: disable=g-import-not-at-top
+    [[estimate]] = batch.estimate_kernels(
+        [image], config, [seed], estimator=estimator, loop=loop,
+        progress=progress, strategy="sequential")
+    return estimate
   config = estimator_config(config, estimator)
   data_key, init_key = train_lib.seed_keys(seed)
   data = data_lib.prepare(images.as_float_rgb(image), config, data_key)

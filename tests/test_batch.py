@@ -313,3 +313,6 @@ def test_select_keeps_one_of_its_candidates_per_image_and_seed(images):
               if np.array_equal(chosen[i][s].kernel_x2, c[i][s].kernel_x2)]
       assert kept and chosen[i][s].estimator == kept[0].estimator
   assert {c[0][0].estimator for c in candidates} == {"kernelgan", "fkp_lite"}
+  one = estimate.estimate_kernel(images[0], config, SEEDS[0],
+                                 estimator="select")
+  np.testing.assert_array_equal(one.kernel_x2, chosen[0][0].kernel_x2)
