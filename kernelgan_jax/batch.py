@@ -51,6 +51,7 @@ from kernelgan_jax.train import GanState
 
 BATCH_AXIS = "batch"
 T = TypeVar("T")
+R = TypeVar("R")
 DEFAULT_BATCH_SIZE = {"cpu": 4}  # Images per batch; others: 128.
 
 
@@ -271,27 +272,49 @@ def run_sequentially(jobs: Sequence[Job], config: Config | Sequence[Config],
   configs = ([config] * len(jobs) if isinstance(config, Config)
              else list(config))
   devices = list(devices or jax.local_devices())[:max(len(jobs), 1)]
+  report = summed_progress(progress, len(jobs))
+  def run(index: int, job: Job, device: jax.Device) -> KernelEstimate:
+    config = configs[index]
+    state = train_lib.init_state(job.init_key, config)
+    if len(devices) > 1:
+      state = jax.device_put(state, device)
+    state, history = train_lib.train(
+        state, job.data, config, loop=loop,
+        progress=report and functools.partial(report, index))
+    return estimate_lib.estimate_from_raw(
+        train_lib.final_kernel(state, config), history, job.seed, config)
+  return one_per_device(run, jobs, devices)
+
+
+def one_per_device(function: Callable[[int, T, jax.Device], R],
+                   items: Sequence[T], devices: Sequence[jax.Device],
+                   on_interrupt: Optional[Callable[[], None]] = None
+                   ) -> list[R]:
+  """function(index, item, device) for every item, as many at a time as
+  there are devices, each call with a device no other running call has;
+  the results in item order. With one device the calls run in turn on this
+  thread. On Ctrl-C, `on_interrupt` runs before the running calls are
+  waited for (so that it can stop them)."""
   free = queue.SimpleQueue()
   for device in devices:
     free.put(device)
-  report = summed_progress(progress, len(jobs))
-  def run(index: int, job: Job) -> KernelEstimate:
-    device, config = free.get(), configs[index]
+  def run(index: int, item: T) -> R:
+    device = free.get()
     try:
-      state = train_lib.init_state(job.init_key, config)
-      if len(devices) > 1:
-        state = jax.device_put(state, device)
-      state, history = train_lib.train(
-          state, job.data, config, loop=loop,
-          progress=report and functools.partial(report, index))
-      return estimate_lib.estimate_from_raw(
-          train_lib.final_kernel(state, config), history, job.seed, config)
+      return function(index, item, device)
     finally:
       free.put(device)
   if len(devices) == 1:
-    return [run(index, job) for index, job in enumerate(jobs)]
+    return [run(index, item) for index, item in enumerate(items)]
   with futures.ThreadPoolExecutor(len(devices)) as pool:
-    return list(pool.map(run, range(len(jobs)), jobs))
+    calls = [pool.submit(run, index, item)
+             for index, item in enumerate(items)]
+    try:
+      return [call.result() for call in calls]
+    except KeyboardInterrupt:
+      if on_interrupt is not None:
+        on_interrupt()
+      raise
 
 
 def summed_progress(progress: Optional[ProgressFn], count: int

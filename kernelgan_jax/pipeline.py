@@ -27,7 +27,6 @@ import dataclasses
 import importlib
 import itertools
 import os
-import queue
 import threading
 import time
 import traceback
@@ -246,13 +245,11 @@ def _write_side_by_side(calls: list[tuple], sr: SuperResolution,
     return
   from kernelgan_jax.zssr import memory  # pylint: disable=g-import-not-at-top
   budget = _MemoryBudget(memory.memory_available())
-  free, stop = queue.SimpleQueue(), threading.Event()
-  for device in devices:
-    free.put(device)
+  stop = threading.Event()
   bar = sr.progress() if sr.progress else None
   report = batch_lib.summed_progress(bar, len(calls))
 
-  def run(index: int, call: tuple) -> None:
+  def run(index: int, call: tuple, device: jax.Device) -> None:
     if stop.is_set():  # Not started before Ctrl-C: not started at all.
       return
     def progress(done, total, metrics):
@@ -264,24 +261,10 @@ def _write_side_by_side(calls: list[tuple], sr: SuperResolution,
     image = call[5]
     with budget.hold(memory.image_memory_needed(image.shape, x4,
                                                 sr.config)):
-      device = free.get()
-      try:
-        with jax.default_device(device):
-          _guarded(*call[:-1], own)
-      finally:
-        free.put(device)
+      with jax.default_device(device):
+        _guarded(*call[:-1], own)
 
-  with futures.ThreadPoolExecutor(len(devices)) as runs:
-    done = [runs.submit(run, i, call) for i, call in enumerate(calls)]
-    try:
-      for future in done:
-        try:
-          future.result()
-        except _Cancelled:
-          pass
-    except KeyboardInterrupt:
-      stop.set()
-      raise
+  batch_lib.one_per_device(run, calls, devices, on_interrupt=stop.set)
 
 
 def _super_resolve(image: np.ndarray, estimate, config: Config, seed: int,
