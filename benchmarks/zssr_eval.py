@@ -118,8 +118,10 @@ _TAG = flags.DEFINE_string(
 
 
 def lr_digest(lr: np.ndarray) -> str:
-  """A fingerprint of an LR image's pixels (rows keep it)."""
-  return hashlib.sha256(np.ascontiguousarray(lr).tobytes()).hexdigest()[:16]
+  """A fingerprint of an LR image's pixels (rows keep it), of their float32
+  values as sets were read before 2026-12-01, so older rows still match."""
+  return hashlib.sha256(np.ascontiguousarray(lr, np.float32).tobytes()
+                        ).hexdigest()[:16]
 
 
 def same_lr(old: dict, lr: np.ndarray, hr: np.ndarray, scale: int) -> bool:

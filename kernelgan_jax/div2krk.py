@@ -624,11 +624,12 @@ class Example:
 
   Attributes:
     name: File stem.
-    hr: (H, W, 3) float32 HR image in [0, 1].
-    lr: (H/2, W/2, 3) float32 x2 LR image in [0, 1].
+    hr: (H, W, 3) float64 HR image in [0, 1].
+    lr: (H/2, W/2, 3) float64 x2 LR image in [0, 1], as the command line
+      reads it.
     kernel_x2: (k, k) float64 ground-truth x2 kernel.
     params: The manifest entry (kernel parameters, shapes).
-    lr_x4: (H/4, W/4, 3) float32 x4 LR image, or None.
+    lr_x4: (H/4, W/4, 3) float64 x4 LR image, or None.
     family: This kernel's family: 'gaussian', 'motion' or 'disk'.
   """
   name: str
@@ -641,7 +642,9 @@ class Example:
 
 
 def _read_png_01(path: str) -> np.ndarray:
-  return images.read_image(path).astype(np.float32)
+  # float64, as the command line reads it: float32 pixels round differently
+  # and move a run's crops and kernel as much as another seed would.
+  return images.read_image(path)
 
 
 def read_manifest(set_dir: str) -> dict[str, Any]:

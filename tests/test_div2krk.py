@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from kernelgan_jax import degradation
 from kernelgan_jax import div2krk
+from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), 'data')
@@ -155,6 +156,11 @@ def test_write_and_load_set_round_trip(tmp_path):
     assert list(example.hr.shape) == example.params['hr_shape']
     assert list(example.lr.shape) == example.params['lr_shape']
     assert example.lr.shape[0] * 2 == example.hr.shape[0]
+    # The pixels the command line reads, so benchmarks get its kernels.
+    np.testing.assert_array_equal(
+        example.lr, images.read_image(os.path.join(out_dir, 'LR',
+                                                   name + '.png')))
+    assert example.lr.dtype == np.float64
   assert loaded['b'].hr.shape == (28, 44, 3)
 
 

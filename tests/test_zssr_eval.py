@@ -93,6 +93,10 @@ def test_a_baseline_row_is_reused_only_for_the_same_lr_image():
   row = {"lr_shape": list(lr.shape), "lr_digest": zssr_eval.lr_digest(lr)}
   assert zssr_eval.same_lr(row, lr, hr, 2)
   assert not zssr_eval.same_lr(row, other, hr, 2)
+  # Rows written when sets were read as float32 match the float64 reading.
+  assert zssr_eval.same_lr({"lr_shape": list(lr.shape),
+                            "lr_digest": zssr_eval.lr_digest(
+                                lr.astype(np.float32))}, lr, hr, 2)
   bicubic = zssr_eval.sr_metrics.y_psnr_ssim(
       hr, np.asarray(zssr_eval.imresize(lr, 2.0)), 2)
   legacy = {"lr_shape": list(lr.shape), "bicubic": bicubic}  # No digest.
