@@ -16,17 +16,16 @@ Optionally (`--kernels_out`) saves the kernels as an .npz that
 benchmarks/results/width_correction-<device>-<date>[-<tag>].{json,md}.
 """
 
-import glob
 import os
 from typing import Sequence
 
 from absl import app
 from absl import flags
-import imageio.v3 as iio
 import numpy as np
 
 from benchmarks import machine
 from kernelgan_jax import batch
+from kernelgan_jax import div2krk
 from kernelgan_jax import metrics
 from kernelgan_jax import reliability
 
@@ -47,13 +46,10 @@ def main(argv: Sequence[str]) -> None:
   damping = [float(d) for d in _DAMPING.value]
   rows, saved = [], {}
   for set_dir in _SET_DIRS.value:
-    paths = sorted(glob.glob(os.path.join(set_dir, "LR", "*.png")))
-    names = [os.path.basename(p)[:-4] for p in paths]
-    lrs = [iio.imread(p) for p in paths]
-    estimates = batch.estimate_kernels(lrs, seeds=(0,))
-    for name, lr, [estimate] in zip(names, lrs, estimates):
-      truth = np.load(os.path.join(set_dir, "kernels",
-                                   f"{name}_kernel_x2.npy"))
+    examples = list(div2krk.load_set(set_dir).values())
+    estimates = batch.estimate_kernels([e.lr for e in examples], seeds=(0,))
+    for example, [estimate] in zip(examples, estimates):
+      name, lr, truth = example.name, example.lr, example.kernel_x2
       kernel = estimate.kernel_x2
       best = reliability.width_scan(lr, kernel)["best_width"]
       errors = {}
