@@ -32,6 +32,7 @@ from kernelgan_jax import images
 from kernelgan_jax import outputs
 from kernelgan_jax import pipeline
 from kernelgan_jax import programs
+from kernelgan_jax import reliability
 from kernelgan_jax.estimate import estimator_config
 from kernelgan_jax.progress import ProgressBar
 
@@ -102,6 +103,13 @@ _SR_FALLBACK = flags.DEFINE_bool(
     "kernel (plain ZSSR): with a wrong kernel ZSSR can end far below "
     "bicubic interpolation. --nosr_fallback: always the estimate, as the "
     "original.")
+_SR_NARROW = flags.DEFINE_bool(
+    "sr_narrow", True, "With --sr at x2, where the kernel beats bicubic "
+    f"only narrowly (reliability score above {reliability.NARROW_FROM}), "
+    "super-resolve with a copy of it narrowed by up to "
+    f"{reliability.NARROWEST}x: ZSSR loses far more from a too wide kernel "
+    "than from a too narrow one. --nosr_narrow: the estimate as is, as the "
+    "original.")
 _NOISE_SCALE = flags.DEFINE_float(
     "noise_scale", 1.0, "With --real --sr: scales ZSSR's noise on its LR "
     "training inputs.", lower_bound=0.0)
@@ -125,7 +133,7 @@ HELP_GROUPS = {
     "Estimation": (_CONFIG, _ESTIMATOR, _PRIOR, _ITERS, _SEED, _SEEDS, _X4),
     "Output": (_OUTPUT_DIR, _OVERWRITE),
     "Super-resolution": (_SR, _SR_CONFIG, _SR_ITERS, _SR_FALLBACK,
-                         _NOISE_SCALE),
+                         _SR_NARROW, _NOISE_SCALE),
     "Run": (_BATCH_SIZE, _CACHE_DIR, _QUIET, _VERBOSE, _VERSION),
     "Several hosts": (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID,
                       _DISTRIBUTED),
@@ -222,7 +230,8 @@ def _sr_settings(x4: bool) -> "pipeline.SuperResolution | None":
                                            "reconstruction_mse": "mse"})
   return pipeline.SuperResolution(config, _NOISE_SCALE.value,
                                   progress=None if _QUIET.value else progress,
-                                  fallback=_SR_FALLBACK.value)
+                                  fallback=_SR_FALLBACK.value,
+                                  narrow=_SR_NARROW.value)
 
 
 def _row_error(row: pipeline.Row) -> str:

@@ -67,11 +67,16 @@ class SuperResolution:
       wrong kernel can end far below bicubic interpolation
       (benchmarks/README.md, "SR where the kernel looks unreliable"). False:
       always the estimate, as the original.
+    narrow: at x2, where the kernel beats bicubic only narrowly, train ZSSR
+      with a narrower copy of it (`reliability.sr_kernel`): a too wide
+      kernel costs ZSSR far more than a too narrow one. False: the
+      estimate as is, as the original.
   """
   config: Any
   noise_scale: float = 1.0
   progress: Optional[Callable[[], Optional[ProgressFn]]] = None
   fallback: bool = True
+  narrow: bool = True
 
 
 class Interrupted(KeyboardInterrupt):
@@ -267,15 +272,13 @@ def _write_side_by_side(calls: list[tuple], sr: SuperResolution,
   batch_lib.one_per_device(run, calls, devices, on_interrupt=stop.set)
 
 
-def _super_resolve(image: np.ndarray, estimate, config: Config, seed: int,
+def _super_resolve(image: np.ndarray, kernel_x2: Optional[np.ndarray],
+                   kernel_x4: Optional[np.ndarray], config: Config, seed: int,
                    sr: SuperResolution) -> np.ndarray:
-  """ZSSR of the image with the estimate's kernels, or with the bicubic
-  kernel where `estimate` is None."""
+  """ZSSR of the image with these kernels (None: the bicubic kernel)."""
   from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
-  plain = estimate is None
   return zssr.super_resolve(
-      image, None if plain else estimate.kernel_x2, x4=config.x4,
-      kernel_x4=None if plain else estimate.kernel_x4,
+      image, kernel_x2, x4=config.x4, kernel_x4=kernel_x4,
       real=config.real_image, noise_scale=sr.noise_scale, config=sr.config,
       seed=seed, progress=sr.progress() if sr.progress else None)
 
@@ -297,14 +300,21 @@ def _write(row: Row, estimates, image: np.ndarray, config: Config,
     extra["selected"] = [e.estimator for e in estimates]
   if len(estimates) > 1:
     extra.update(ensemble.ensemble_log(estimates, method))
-  sr_image = None
-  plain = sr is not None and sr.fallback and bool(trust["unreliable"])
+  sr_image, plain = None, False
   if sr is not None:
+    # Narrowing is measured at x2 only; x4 keeps the estimate's kernels.
+    kernel_x2, how, width = reliability.sr_kernel(
+        estimate.kernel_x2, trust, fallback=sr.fallback,
+        narrow=sr.narrow and not config.x4)
+    plain = kernel_x2 is None
     start = time.perf_counter()
-    sr_image = _super_resolve(image, None if plain else estimate, config,
+    sr_image = _super_resolve(image, kernel_x2,
+                              None if plain else estimate.kernel_x4, config,
                               estimates[0].seed, sr)
     extra["seconds_sr"] = round(time.perf_counter() - start, 3)
-    extra["sr_kernel"] = "bicubic" if plain else "estimate"
+    extra["sr_kernel"] = how
+    if how == "narrowed":
+      extra["sr_kernel_width"] = round(width, 3)
   try:
     written = outputs.write_outputs(row["folder"], row["name"], estimate,
                                     config, extra, sr_image)

@@ -67,6 +67,12 @@ HISTORY_TAIL = 100
 # flagged too: narrow ones that the image cannot tell from bicubic).
 HEADLINE = 'recurrence_vs_bicubic'
 WARN_ABOVE = -0.07
+# `sr_kernel`: between these headline scores ZSSR gets a narrower copy of
+# the kernel, the width factor falling linearly from 1 to NARROWEST (chosen
+# on three 8-image DIV2KRK-protocol sets, checked on two held-out ones:
+# benchmarks/README.md, "SR where the kernel looks unreliable").
+NARROW_FROM = -0.2
+NARROWEST = 0.7
 
 
 # What `estimate_kernel(..., estimator='select')` chooses between.
@@ -90,6 +96,50 @@ def select_name(lr_image: np.ndarray, named: Mapping[str, Any]) -> str:
   """The name of the estimate (or kernel) `select` keeps of `named`."""
   names = list(named)
   return names[_best(lr_image, [named[name] for name in names])]
+
+
+def sr_width_factor(headline: float) -> float:
+  """The width factor `sr_kernel` applies for a headline score.
+
+  1 at or below `NARROW_FROM`, falling linearly to `NARROWEST` at
+  `WARN_ABOVE` and staying there above it.
+  """
+  share = np.clip((headline - NARROW_FROM) / (WARN_ABOVE - NARROW_FROM),
+                  0.0, 1.0)
+  return float(1.0 - (1.0 - NARROWEST) * share)
+
+
+def sr_kernel(kernel_x2: np.ndarray, scores: Mapping[str, float], *,
+              fallback: bool = True, narrow: bool = True
+              ) -> tuple[Optional[np.ndarray], str, float]:
+  """The x2 kernel to give ZSSR for an estimate with these `score`s.
+
+  ZSSR with a kernel wider than the truth over-sharpens and can end far
+  below bicubic interpolation, while one narrower than the truth costs
+  little, and the less an estimate beats bicubic downscaling the likelier
+  it is wrong. So where the headline is above `WARN_ABOVE` (with
+  `fallback`) ZSSR gets MATLAB's bicubic kernel (plain ZSSR, Shocher et
+  al., CVPR 2018), and where it is above `NARROW_FROM` (with `narrow`) a
+  copy narrowed by `sr_width_factor` (`stretch_kernel`).
+
+  Args:
+    kernel_x2: the estimated x2 kernel.
+    scores: its `score` (the headline is read).
+    fallback: use the bicubic kernel where the kernel looks unreliable.
+    narrow: narrow the kernel where it beats bicubic only narrowly.
+
+  Returns:
+    (kernel, how, width factor): the kernel (None: the bicubic kernel),
+    how it was chosen ('estimate', 'narrowed' or 'bicubic') and the factor
+    (1 unless narrowed).
+  """
+  headline = float(scores[HEADLINE])
+  if fallback and headline > WARN_ABOVE:
+    return None, 'bicubic', 1.0
+  factor = sr_width_factor(headline) if narrow else 1.0
+  if factor == 1.0:
+    return np.asarray(kernel_x2), 'estimate', 1.0
+  return stretch_kernel(kernel_x2, factor), 'narrowed', factor
 
 
 def _best(lr_image: np.ndarray, estimates: Sequence[Any]) -> int:

@@ -202,14 +202,21 @@ def test_interrupt_reports_the_images_left_without_outputs(tmp_path, inputs,
   assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("fallback", [True, False])
-def test_sr_falls_back_to_the_bicubic_kernel_where_the_kernel_looks_unreliable(
-    inputs, tmp_path, monkeypatch, fallback):
+@pytest.mark.parametrize("headline,fallback,narrow,how", [
+    (0.0, True, True, "bicubic"),
+    (0.0, False, False, "estimate"),
+    (-0.12, True, True, "narrowed"),
+    (-0.3, True, True, "estimate"),
+])
+def test_sr_falls_back_to_the_bicubic_kernel_or_narrows_the_kernel(
+    inputs, tmp_path, monkeypatch, headline, fallback, narrow, how):
   from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
   from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
   score = reliability.score
   monkeypatch.setattr(reliability, "score", lambda image, estimate: dict(
-      score(image, estimate), unreliable=1.0))
+      score(image, estimate), unreliable=float(
+          headline > reliability.WARN_ABOVE),
+      **{reliability.HEADLINE: headline}))
   kernels = []
   def super_resolve(image, kernel_x2, **kwargs):
     kernels.append((kernel_x2, kwargs["kernel_x4"]))
@@ -217,16 +224,28 @@ def test_sr_falls_back_to_the_bicubic_kernel_where_the_kernel_looks_unreliable(
   monkeypatch.setattr(zssr, "super_resolve", super_resolve)
   rows = pipeline.estimate_files(
       [inputs[3]], str(tmp_path), CONFIG, sr=pipeline.SuperResolution(
-          zssr.fast_cpu_config(), fallback=fallback), summary=False)
+          zssr.fast_cpu_config(), fallback=fallback, narrow=narrow),
+      summary=False)
   assert rows[0]["status"] == "ok"
-  log = json.loads((tmp_path / "square" / "square_log.json").read_text())
-  if fallback:
-    assert kernels == [(None, None)] and log["sr_kernel"] == "bicubic"
+  folder = tmp_path / "square"
+  log = json.loads((folder / "square_log.json").read_text())
+  estimate = np.load(folder / "square_kernel_x2.npy")
+  assert log["sr_kernel"] == how
+  if how == "bicubic":
+    assert kernels == [(None, None)]
     assert "ZSSR used the bicubic kernel" in rows[0]["warning"]
+  elif how == "estimate":
+    np.testing.assert_array_equal(kernels[0][0], estimate)
+    assert "sr_kernel_width" not in log
+    assert "ZSSR" not in rows[0].get("warning", "")
   else:
-    assert kernels[0][0] is not None and log["sr_kernel"] == "estimate"
-    assert "ZSSR" not in rows[0]["warning"]
-  assert os.path.exists(tmp_path / "square" / "ZSSR_square.png")
+    factor = reliability.sr_width_factor(headline)
+    assert log["sr_kernel_width"] == round(factor, 3)
+    np.testing.assert_allclose(
+        kernels[0][0], reliability.stretch_kernel(estimate, factor),
+        atol=1e-6)
+    assert "warning" not in rows[0]
+  assert os.path.exists(folder / "ZSSR_square.png")
 
 
 def test_the_host_work_runs_numpy_blas_on_one_thread(inputs, tmp_path,

@@ -10,6 +10,7 @@ from scipy import ndimage
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import div2krk
 from kernelgan_jax import images
+from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
 from kernelgan_jax import prior as prior_lib
 from kernelgan_jax import reliability
@@ -269,3 +270,53 @@ def test_select_keeps_the_kernel_that_explains_the_image(example):
   assert reliability.select_name(lr, named) == "true"
   assert reliability.select_name(
       lr, {name: named[name] for name in reversed(named)}) == "true"
+
+
+# ------------------------------------------------ the kernel ZSSR is given
+
+
+def test_sr_width_factor_falls_from_one_to_the_narrowest_between_the_bounds():
+  low, high = reliability.NARROW_FROM, reliability.WARN_ABOVE
+  assert reliability.sr_width_factor(low - 0.1) == 1.0
+  assert reliability.sr_width_factor(low) == 1.0
+  assert reliability.sr_width_factor(high) == pytest.approx(
+      reliability.NARROWEST)
+  assert reliability.sr_width_factor(high + 0.5) == pytest.approx(
+      reliability.NARROWEST)
+  middle = np.linspace(low, high, 7)
+  factors = [reliability.sr_width_factor(h) for h in middle]
+  assert np.all(np.diff(factors) < 0)
+  assert factors[3] == pytest.approx((1.0 + reliability.NARROWEST) / 2)
+
+
+@pytest.mark.parametrize('headline,fallback,narrow,how', [
+    (-0.3, True, True, 'estimate'),
+    (-0.12, True, True, 'narrowed'),
+    (-0.12, True, False, 'estimate'),
+    (0.0, True, True, 'bicubic'),
+    (0.0, False, True, 'narrowed'),
+    (0.0, False, False, 'estimate'),
+])
+def test_sr_kernel_falls_back_narrows_or_keeps_the_estimate(
+    headline, fallback, narrow, how):
+  kernel = _gaussian(17, 1.6, 1.1)
+  chosen, got, factor = reliability.sr_kernel(
+      kernel, {reliability.HEADLINE: headline}, fallback=fallback,
+      narrow=narrow)
+  assert got == how
+  if how == 'bicubic':
+    assert chosen is None and factor == 1.0
+  elif how == 'estimate':
+    np.testing.assert_array_equal(chosen, kernel)
+    assert factor == 1.0
+  else:
+    assert factor == pytest.approx(reliability.sr_width_factor(headline))
+    assert chosen.shape == kernel.shape and chosen.sum() == pytest.approx(1)
+    assert chosen.min() >= 0
+    com, covariance = kernel_lib.second_moments(chosen)
+    com_before, covariance_before = kernel_lib.second_moments(kernel)
+    np.testing.assert_allclose(com, com_before, atol=1e-6)
+    # Narrowed along both axes by about the factor (the kernel's pixel
+    # grid keeps it from exactly the factor).
+    ratio = np.sqrt(np.diag(covariance) / np.diag(covariance_before))
+    np.testing.assert_allclose(ratio, factor, atol=0.03)
