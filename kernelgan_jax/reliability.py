@@ -33,7 +33,8 @@ candidates test that:
 * `agreement`: `metrics.kernel_error` between two estimators' kernels (a
   second estimation's cost).
 
-`score` gathers the useful and cheap ones into the dict logged per image.
+`score` gathers the useful and cheap ones into the dict logged per image,
+and `sr_kernel` turns its headline into the kernel `--sr` gives ZSSR.
 """
 
 import functools
@@ -70,7 +71,7 @@ WARN_ABOVE = -0.07
 # `sr_kernel`: between these headline scores ZSSR gets a narrower copy of
 # the kernel, the width factor falling linearly from 1 to NARROWEST (chosen
 # on three 8-image DIV2KRK-protocol sets, checked on two held-out ones:
-# benchmarks/README.md, "SR where the kernel looks unreliable").
+# benchmarks/README.md, "Narrowing the kernel for SR").
 NARROW_FROM = -0.2
 NARROWEST = 0.7
 
