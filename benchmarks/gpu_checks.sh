@@ -22,6 +22,14 @@
 #               and true-kernel columns come from the CPU run of
 #               2026-11-25, so only the estimated column runs here.
 #               ZSSR_JOBS="estimator:image ..." picks some (default all 16)
+#   narrowed    issue 14: `--sr`'s narrowing with ZSSR `paper` on the
+#               seed-0 x2 set (2026-12-01 CPU kernels, measured with
+#               `fast` only): KernelGAN's kernels on all 8 images and the
+#               narrowed ones on the 4 it narrows; the bicubic and true
+#               columns from the 2026-11-25 CPU run where the LR matches
+#               (then score here: sr_fallback.py --narrowed). Needs
+#               $SETS/div2krk_sk, kernels-cpu-sk-x2-wk.npz and
+#               kernels-cpu-sk-x2-narrowed.npz
 #   estimators  issue 14: every estimator's kernels on the four sets
 #   tf32        issue 15: what TF32 (GPUs' default precision) would change
 #   fkp         KernelGAN-FKP as published: far costlier
@@ -119,6 +127,33 @@ if want zssr; then
   for job in $jobs; do
     cat "$OUT/zssr-${job%%:*}-${job#*:}.log" >> "$log"
     rm "$OUT/zssr-${job%%:*}-${job#*:}.log"
+  done
+fi
+
+if want narrowed; then
+  # As the zssr part: one process per job, all at once.
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false
+  narrowed=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk"
+            --preset=paper
+            --baseline=benchmarks/results/zssr-paper-x2-fullsize-cpu2-2026-11-25.json
+            --results_dir="$OUT" ${ZSSR_FLAGS:-})
+  jobs=${NARROWED_JOBS:-"$(for i in astronaut coffee chelsea rocket camera \
+           immunohistochemistry hubble_deep_field retina; do
+           echo kernelgan:wk:$i; done)
+         $(for i in coffee chelsea rocket hubble_deep_field; do
+           echo kernelgan_narrowed:narrowed:$i; done)"}
+  for job in $jobs; do
+    IFS=: read -r estimator file image <<< "$job"
+    log=$OUT/narrowed-$estimator-$image.log part "zssr paper $job" \
+      "${ZSSR_LIMIT:-300}" "${narrowed[@]}" --estimator="$estimator" \
+      --kernels="$SETS/kernels-cpu-sk-x2-$file.npz" --only="$image" \
+      --tag="sk-$estimator-$image" &
+  done
+  wait
+  for job in $jobs; do
+    IFS=: read -r estimator file image <<< "$job"
+    cat "$OUT/narrowed-$estimator-$image.log" >> "$log"
+    rm "$OUT/narrowed-$estimator-$image.log"
   done
 fi
 
