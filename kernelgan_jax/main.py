@@ -104,7 +104,7 @@ _SR_FALLBACK = flags.DEFINE_bool(
     "bicubic interpolation. --nosr_fallback: always the estimate, as the "
     "original.")
 _SR_NARROW = flags.DEFINE_bool(
-    "sr_narrow", True, "With --sr at x2, where the kernel beats bicubic "
+    "sr_narrow", True, "With --sr, where the kernel beats bicubic "
     f"only narrowly (reliability score above {reliability.NARROW_FROM}), "
     "super-resolve with a copy of it narrowed by up to "
     f"{reliability.NARROWEST}x: ZSSR loses far more from a too wide kernel "

@@ -42,6 +42,7 @@ from kernelgan_jax import data as data_lib
 from kernelgan_jax import ensemble
 from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import images
+from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import outputs
 from kernelgan_jax import reliability
 from kernelgan_jax.config import Config
@@ -67,10 +68,11 @@ class SuperResolution:
       wrong kernel can end far below bicubic interpolation
       (benchmarks/README.md, "SR where the kernel looks unreliable"). False:
       always the estimate, as the original.
-    narrow: at x2, where the kernel beats bicubic only narrowly, train ZSSR
-      with a narrower copy of it (`reliability.sr_kernel`): a too wide
-      kernel costs ZSSR far more than a too narrow one. False: the
-      estimate as is, as the original.
+    narrow: where the kernel beats bicubic only narrowly, train ZSSR with a
+      narrower copy of it (`reliability.sr_kernel`; at x4 with the
+      analytic x4 kernel of that copy): a too wide kernel costs ZSSR far
+      more than a too narrow one. False: the estimate as is, as the
+      original.
   """
   config: Any
   noise_scale: float = 1.0
@@ -302,14 +304,14 @@ def _write(row: Row, estimates, image: np.ndarray, config: Config,
     extra.update(ensemble.ensemble_log(estimates, method))
   sr_image, plain = None, False
   if sr is not None:
-    # Narrowing is measured at x2 only; x4 keeps the estimate's kernels.
     kernel_x2, how, width = reliability.sr_kernel(
-        estimate.kernel_x2, trust, fallback=sr.fallback,
-        narrow=sr.narrow and not config.x4)
+        estimate.kernel_x2, trust, fallback=sr.fallback, narrow=sr.narrow)
     plain = kernel_x2 is None
+    kernel_x4 = None if plain else estimate.kernel_x4
+    if how == "narrowed" and config.x4:
+      kernel_x4 = kernel_lib.analytic_kernel_x4(kernel_x2)
     start = time.perf_counter()
-    sr_image = _super_resolve(image, kernel_x2,
-                              None if plain else estimate.kernel_x4, config,
+    sr_image = _super_resolve(image, kernel_x2, kernel_x4, config,
                               estimates[0].seed, sr)
     extra["seconds_sr"] = round(time.perf_counter() - start, 3)
     extra["sr_kernel"] = how

@@ -248,6 +248,32 @@ def test_sr_falls_back_to_the_bicubic_kernel_or_narrows_the_kernel(
   assert os.path.exists(folder / "ZSSR_square.png")
 
 
+def test_sr_at_x4_narrows_both_kernels(inputs, tmp_path, monkeypatch):
+  from kernelgan_jax import kernel as kernel_lib  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
+  score = reliability.score
+  monkeypatch.setattr(reliability, "score", lambda image, estimate: dict(
+      score(image, estimate), unreliable=0.0,
+      **{reliability.HEADLINE: -0.12}))
+  kernels = []
+  def super_resolve(image, kernel_x2, **kwargs):
+    kernels.append((kernel_x2, kwargs["kernel_x4"]))
+    return np.zeros((4 * image.shape[0], 4 * image.shape[1], 3))
+  monkeypatch.setattr(zssr, "super_resolve", super_resolve)
+  config = config_lib.get_config(max_iters=6, x4=True)
+  rows = pipeline.estimate_files(
+      [inputs[3]], str(tmp_path), config,
+      sr=pipeline.SuperResolution(zssr.fast_cpu_config()), summary=False)
+  assert rows[0]["status"] == "ok"
+  estimate = np.load(tmp_path / "square" / "square_kernel_x2.npy")
+  [(kernel_x2, kernel_x4)] = kernels
+  np.testing.assert_allclose(kernel_x2, reliability.stretch_kernel(
+      estimate, reliability.sr_width_factor(-0.12)), atol=1e-6)
+  np.testing.assert_allclose(kernel_x4,
+                             kernel_lib.analytic_kernel_x4(kernel_x2))
+
+
 def test_the_host_work_runs_numpy_blas_on_one_thread(inputs, tmp_path,
                                                      monkeypatch):
   import threadpoolctl  # pylint: disable=g-import-not-at-top
