@@ -84,11 +84,11 @@ def policy_rows(zssr_rows: list[dict], scores: dict[str, float],
     name = row["name"]
     psnr = {m: row[m]["aligned"]["psnr"] for m in sr_metrics.GAP_METHODS
             + ("bicubic",)}
-    fallback = scores[name] > reliability.WARN_ABOVE
+    fallback = reliability.sr_choice(scores[name], narrow=False)[0] == (
+        "bicubic")
     psnr["fallback"] = psnr["zssr_bicubic" if fallback else "zssr_kernelgan"]
-    width = 1.0 if narrowed is None or fallback else (
-        reliability.sr_width_factor(scores[name]))
-    kept = "bicubic" if fallback else "narrowed" if width < 1 else "estimate"
+    kept, width = reliability.sr_choice(scores[name],
+                                        narrow=narrowed is not None)
     psnr["policy"] = (narrowed[name]["zssr_kernelgan"]["aligned"]["psnr"]
                       if kept == "narrowed" else psnr["fallback"])
     rows.append({"name": name, "score": scores[name],

@@ -134,13 +134,26 @@ def sr_kernel(kernel_x2: np.ndarray, scores: Mapping[str, float], *,
     how it was chosen ('estimate', 'narrowed' or 'bicubic') and the factor
     (1 unless narrowed).
   """
-  headline = float(scores[HEADLINE])
+  how, factor = sr_choice(float(scores[HEADLINE]), fallback=fallback,
+                          narrow=narrow)
+  if how == 'bicubic':
+    return None, how, factor
+  if how == 'estimate':
+    return np.asarray(kernel_x2), how, factor
+  return stretch_kernel(kernel_x2, factor), how, factor
+
+
+def sr_choice(headline: float, *, fallback: bool = True,
+              narrow: bool = True) -> tuple[str, float]:
+  """`sr_kernel`'s choice for a headline score, without the kernel.
+
+  Returns:
+    ('bicubic', 1.0), ('estimate', 1.0) or ('narrowed', the width factor).
+  """
   if fallback and headline > WARN_ABOVE:
-    return None, 'bicubic', 1.0
+    return 'bicubic', 1.0
   factor = sr_width_factor(headline) if narrow else 1.0
-  if factor == 1.0:
-    return np.asarray(kernel_x2), 'estimate', 1.0
-  return stretch_kernel(kernel_x2, factor), 'narrowed', factor
+  return ('estimate', 1.0) if factor == 1.0 else ('narrowed', factor)
 
 
 def _best(lr_image: np.ndarray, estimates: Sequence[Any]) -> int:

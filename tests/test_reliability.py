@@ -304,6 +304,8 @@ def test_sr_kernel_falls_back_narrows_or_keeps_the_estimate(
       kernel, {reliability.HEADLINE: headline}, fallback=fallback,
       narrow=narrow)
   assert got == how
+  assert reliability.sr_choice(headline, fallback=fallback,
+                               narrow=narrow) == (how, factor)
   if how == 'bicubic':
     assert chosen is None and factor == 1.0
   elif how == 'estimate':
