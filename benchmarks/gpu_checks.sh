@@ -16,32 +16,31 @@
 #   zssr_cache  ZSSR `paper` on three images of three sizes in one process
 #               (what a new image size costs on a GPU)
 #   zssr        issue 14: ZSSR with the original settings (`paper`) on the
-#               8 x2 photos with the kernels of KernelGAN (1000 iterations)
-#               and fkp_lite (select's candidates; estimated on CPU, in
-#               $SETS/kernels-cpu-sk2-x2.npz, set div2krk_sk2); the bicubic
-#               and true-kernel columns come from the CPU run of
-#               2026-11-25, so only the estimated column runs here.
-#               ZSSR_JOBS="estimator:image ..." picks some (default all 16)
-#   narrowed    issue 14: `--sr`'s narrowing with ZSSR `paper` on the
-#               seed-0 x2 set (2026-12-01 CPU kernels, measured with
-#               `fast` only): KernelGAN's kernels on all 8 images and the
-#               narrowed ones on the 4 it narrows; the bicubic and true
-#               columns from the 2026-11-25 CPU run where the LR matches
-#               (then score here: sr_fallback.py --narrowed). Needs
-#               $SETS/div2krk_sk, kernels-cpu-sk-x2-wk.npz and
-#               kernels-cpu-sk-x2-narrowed.npz
+#               seed-0 x2 set, one process per job, all at once; a job is
+#               estimator:kernels:image, the kernels from
+#               $SETS/kernels-cpu-sk-x2-<kernels>.npz. By default `--sr`'s
+#               narrowing (2026-12-01 CPU kernels): KernelGAN's kernels on
+#               the 8 images (wk) and the narrowed ones on the 4 it narrows
+#               (narrowed); ZSSR_JOBS picks others. The bicubic and true
+#               columns come from the 2026-11-25 CPU run where the LR
+#               matches, so only the estimated column runs (then score:
+#               sr_fallback.py --narrowed). KernelGAN's and fkp_lite's
+#               2026-11-30 kernels ran here on an H200 on 2026-11-30.
 #   estimators  issue 14: every estimator's kernels on the four sets
 #   tf32        issue 15: what TF32 (GPUs' default precision) would change
 #   fkp         KernelGAN-FKP as published: far costlier
-# SETS holds div2krk_sk (Gaussian kernels, x2 and x4 LR), div2krk_ng
-# (non-Gaussian), both made by `python -m benchmarks.make_div2krk --x4 ...`,
-# and div2krk_sk2 (the x2-only set of the ZSSR runs: seed 0 as div2krk_sk,
-# made without --x4, which crops retina differently; not the held-out
-# `--seed=2` set). Every part has its own
+# SETS holds the sets and kernels the README's commands make:
+# div2krk_sk and div2krk_ng (seed 0, Gaussian and non-Gaussian kernels, x2:
+# `make_div2krk [--family=nongaussian]`), div2krk_sk4 and div2krk_ng4 (the
+# same with --x4, which also writes the x4 LR images; it crops retina
+# differently, so the x2 runs read the x2-only sets), and the kernels files
+# the zssr part names (`benchmarks/estimators.py`, `sr_fallback.py
+# --narrowed_kernels`). Every part has its own
 # time limit and writes its results to OUT as it goes; device.log has what
 # each part printed (the ZSSR runs print a row per image as they finish).
 # ZSSR_FLAGS adds flags to the ZSSR runs (a dry run on a CPU:
-# ZSSR_FLAGS="--zssr_iters=5" ZSSR_JOBS="kernelgan:coffee fkp_lite:coffee").
+# ZSSR_FLAGS="--zssr_iters=5" ZSSR_JOBS="kernelgan:wk:coffee
+# kernelgan_narrowed:narrowed:coffee").
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 SETS=${SETS:-.sets}
@@ -90,8 +89,8 @@ if want compile; then
   done
 fi
 
-zssr=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk2"
-      --preset=paper --kernels="$SETS/kernels-cpu-sk2-x2.npz"
+zssr=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk"
+      --preset=paper
       --baseline=benchmarks/results/zssr-paper-x2-fullsize-cpu2-2026-11-25.json
       --results_dir="$OUT" ${ZSSR_FLAGS:-})
 
@@ -101,59 +100,34 @@ if want zssr_cache; then
   # (2026-12-01). One process, three images of three sizes: the second and
   # third say what a new size costs now.
   part "zssr paper, three sizes in one process" 150 "${zssr[@]}" \
-    --estimator=kernelgan --only=astronaut,coffee,chelsea --tag=three-sizes
+    --kernels="$SETS/kernels-cpu-sk-x2-wk.npz" --estimator=kernelgan \
+    --only=astronaut,coffee,chelsea --tag=three-sizes
 fi
 
 if want zssr; then
-  # One process per estimator and image, all at once: on an H200 an image's
-  # ZSSR took about a minute with two side by side and 130-185 s with
-  # eight (mostly compiling for its size, before its training programs
-  # stopped depending on the size), so all at once was the quickest way
-  # through a set; zssr_cache tells whether one process per estimator now
-  # is. Each job logs to its own file; select's column is
-  # composed afterwards from these (benchmarks/zssr_merge.py).
-  images="astronaut coffee chelsea rocket camera immunohistochemistry
-          hubble_deep_field retina"
-  jobs=${ZSSR_JOBS:-$(for e in kernelgan fkp_lite; do
-                        for i in $images; do echo "$e:$i"; done; done)}
+  # One process per job, all at once: on an H200 an image's ZSSR took about
+  # a minute with two side by side and 130-185 s with eight (2026-11-30,
+  # mostly compiling for its size, which it no longer does); zssr_cache
+  # tells whether one process per estimator is quicker now. Each job logs
+  # to its own file, appended to device.log at the end.
   export XLA_PYTHON_CLIENT_PREALLOCATE=false
-  for job in $jobs; do
-    estimator=${job%%:*} image=${job#*:}
-    log=$OUT/zssr-$estimator-$image.log part "zssr paper $job" \
-      "${ZSSR_LIMIT:-240}" "${zssr[@]}" --estimator="$estimator" \
-      --only="$image" --tag="fullsize-$estimator-$image" &
-  done
-  wait
-  for job in $jobs; do
-    cat "$OUT/zssr-${job%%:*}-${job#*:}.log" >> "$log"
-    rm "$OUT/zssr-${job%%:*}-${job#*:}.log"
-  done
-fi
-
-if want narrowed; then
-  # As the zssr part: one process per job, all at once.
-  export XLA_PYTHON_CLIENT_PREALLOCATE=false
-  narrowed=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk"
-            --preset=paper
-            --baseline=benchmarks/results/zssr-paper-x2-fullsize-cpu2-2026-11-25.json
-            --results_dir="$OUT" ${ZSSR_FLAGS:-})
-  jobs=${NARROWED_JOBS:-"$(for i in astronaut coffee chelsea rocket camera \
+  jobs=${ZSSR_JOBS:-"$(for i in astronaut coffee chelsea rocket camera \
            immunohistochemistry hubble_deep_field retina; do
            echo kernelgan:wk:$i; done)
          $(for i in coffee chelsea rocket hubble_deep_field; do
            echo kernelgan_narrowed:narrowed:$i; done)"}
   for job in $jobs; do
-    IFS=: read -r estimator file image <<< "$job"
-    log=$OUT/narrowed-$estimator-$image.log part "zssr paper $job" \
-      "${ZSSR_LIMIT:-300}" "${narrowed[@]}" --estimator="$estimator" \
-      --kernels="$SETS/kernels-cpu-sk-x2-$file.npz" --only="$image" \
+    IFS=: read -r estimator kernels image <<< "$job"
+    log=$OUT/zssr-$estimator-$image.log part "zssr paper $job" \
+      "${ZSSR_LIMIT:-300}" "${zssr[@]}" --estimator="$estimator" \
+      --kernels="$SETS/kernels-cpu-sk-x2-$kernels.npz" --only="$image" \
       --tag="sk-$estimator-$image" &
   done
   wait
   for job in $jobs; do
-    IFS=: read -r estimator file image <<< "$job"
-    cat "$OUT/narrowed-$estimator-$image.log" >> "$log"
-    rm "$OUT/narrowed-$estimator-$image.log"
+    IFS=: read -r estimator kernels image <<< "$job"
+    cat "$OUT/zssr-$estimator-$image.log" >> "$log"
+    rm "$OUT/zssr-$estimator-$image.log"
   done
 fi
 
@@ -161,8 +135,9 @@ if want estimators; then
   for family in sk ng; do
     for scale in x2 x4; do
       flag=$([ $scale = x4 ] && echo --x4 || echo --nox4)
+      set_dir=$SETS/div2krk_$family$([ $scale = x4 ] && echo 4)
       part "kernelgan+fkp_lite $family $scale" 150 python3 -m \
-        benchmarks.estimators --set_dir="$SETS/div2krk_$family" $flag \
+        benchmarks.estimators --set_dir="$set_dir" $flag \
         --estimators=kernelgan,fkp_lite --seeds=0,1,2 \
         --kernels="$OUT/kernels-$family-$scale.npz"
     done
