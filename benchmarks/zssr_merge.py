@@ -1,10 +1,10 @@
 r"""One set's ZSSR table from `zssr_eval` runs of single images.
 
-  python -m benchmarks.zssr_merge --set_dir=.sets/div2krk_sk2 \
+  python -m benchmarks.zssr_merge --set_dir=.sets/div2krk_sk \
       --inputs='out/zssr-paper-x2-fullsize-kernelgan-*.json' \
       --tag=fullsize-kernelgan1000 --results_dir=benchmarks/results
-  python -m benchmarks.zssr_merge --set_dir=.sets/div2krk_sk2 \
-      --kernels=.sets/kernels-cpu-sk2-x2.npz --tag=fullsize-select \
+  python -m benchmarks.zssr_merge --set_dir=.sets/div2krk_sk \
+      --kernels=.sets/kernels-cpu-sk-x2-wk.npz --tag=fullsize-select \
       --select_from=kernelgan=K.json,fkp_lite=F.json
 
 `benchmarks/gpu_checks.sh` runs `zssr_eval --only=<image>` as one process per

@@ -265,6 +265,8 @@ def _run(config) -> None:
             f"to {os.path.dirname(row['written'][0])}")
       if "warning" in row:
         print(row["warning"], file=sys.stderr)
+      elif row["message"]:  # Which kernel ZSSR used, when not the estimate.
+        print(row["message"], file=sys.stderr)
     return
   if quiet:
     for row in failed:

@@ -149,7 +149,7 @@ SUMMARY_COLUMNS = (
     "name", "path", "status", "message", "seconds", "kernel_size",
     "sigma_major", "sigma_minor", "angle_deg", "reliability", "unreliable",
     "kernel_x2_mat", "kernel_x2_npy", "kernel_x4_mat", "kernel_x4_npy",
-    "picture", "log", "sr_image")
+    "picture", "log", "sr_image", "sr_kernel", "sr_kernel_width")
 _FILE_COLUMNS = {"_kernel_x2.mat": "kernel_x2_mat",
                  "_kernel_x2.npy": "kernel_x2_npy",
                  "_kernel_x4.mat": "kernel_x4_mat",
@@ -204,6 +204,7 @@ def _summary_record(output_dir: str, row: dict, x4: bool, sr: bool
                 unreliable=str(doubtful).lower())
   if reliability.HEADLINE in trust:
     record["reliability"] = f"{trust[reliability.HEADLINE]:.4f}"
+  record.update({k: log.get(k, "") for k in ("sr_kernel", "sr_kernel_width")})
   return record, kernel, doubtful
 
 

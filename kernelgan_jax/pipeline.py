@@ -302,7 +302,7 @@ def _write(row: Row, estimates, image: np.ndarray, config: Config,
     extra["selected"] = [e.estimator for e in estimates]
   if len(estimates) > 1:
     extra.update(ensemble.ensemble_log(estimates, method))
-  sr_image, plain = None, False
+  sr_image, plain, how = None, False, None
   if sr is not None:
     kernel_x2, how, width = reliability.sr_kernel(
         estimate.kernel_x2, trust, fallback=sr.fallback, narrow=sr.narrow)
@@ -327,6 +327,8 @@ def _write(row: Row, estimates, image: np.ndarray, config: Config,
   row.update(status="ok", seconds=seconds, written=written,
              kernel_size=int(estimate.kernel_x2.shape[0]),
              reliability=trust[reliability.HEADLINE])
+  if how == "narrowed":
+    row.update(message=f"ZSSR with the kernel narrowed to {width:.2f}x")
   if trust["unreliable"]:
     row.update(message="kernel looks unreliable"
                + ("; ZSSR with the bicubic kernel" if plain else ""),

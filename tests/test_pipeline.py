@@ -90,7 +90,7 @@ def test_summary_has_a_row_per_input_and_a_contact_sheet(first_run, inputs):
       "name", "path", "status", "message", "seconds", "kernel_size",
       "sigma_major", "sigma_minor", "angle_deg", "reliability", "unreliable",
       "kernel_x2_mat", "kernel_x2_npy", "kernel_x4_mat", "kernel_x4_npy",
-      "picture", "log", "sr_image"]
+      "picture", "log", "sr_image", "sr_kernel", "sr_kernel_width"]
   assert [(r["name"], r["path"], r["status"]) for r in records] == [
       (r["name"], path, r["status"]) for r, path in zip(rows, inputs)]
   broken = records[1]
@@ -112,6 +112,7 @@ def test_summary_has_a_row_per_input_and_a_contact_sheet(first_run, inputs):
                                                    f"{name}_kernel_x2.mat")
     assert record["picture"] == os.path.join(name, f"{name}_kernels.png")
     assert record["kernel_x4_npy"] == record["sr_image"] == ""
+    assert record["sr_kernel"] == record["sr_kernel_width"] == ""
     # The picture is labelled: taller than the bare 12x enlarged kernel.
     picture = iio.imread(os.path.join(out, record["picture"]))
     assert picture.dtype == np.uint8 and picture.shape[2] == 3
@@ -224,23 +225,27 @@ def test_sr_falls_back_to_the_bicubic_kernel_or_narrows_the_kernel(
   monkeypatch.setattr(zssr, "super_resolve", super_resolve)
   rows = pipeline.estimate_files(
       [inputs[3]], str(tmp_path), CONFIG, sr=pipeline.SuperResolution(
-          zssr.fast_cpu_config(), fallback=fallback, narrow=narrow),
-      summary=False)
+          zssr.fast_cpu_config(), fallback=fallback, narrow=narrow))
   assert rows[0]["status"] == "ok"
   folder = tmp_path / "square"
   log = json.loads((folder / "square_log.json").read_text())
   estimate = np.load(folder / "square_kernel_x2.npy")
   assert log["sr_kernel"] == how
+  _, (record,) = _summary(str(tmp_path))
+  assert record["sr_kernel"] == how
+  assert record["sr_kernel_width"] == str(log.get("sr_kernel_width", ""))
   if how == "bicubic":
     assert kernels == [(None, None)]
     assert "ZSSR used the bicubic kernel" in rows[0]["warning"]
   elif how == "estimate":
     np.testing.assert_array_equal(kernels[0][0], estimate)
     assert "sr_kernel_width" not in log
-    assert "ZSSR" not in rows[0].get("warning", "")
+    assert "ZSSR" not in rows[0].get("warning", "") + rows[0]["message"]
   else:
     factor = reliability.sr_width_factor(headline)
     assert log["sr_kernel_width"] == round(factor, 3)
+    assert rows[0]["message"] == (
+        f"ZSSR with the kernel narrowed to {factor:.2f}x")
     np.testing.assert_allclose(
         kernels[0][0], reliability.stretch_kernel(estimate, factor),
         atol=1e-6)
