@@ -24,7 +24,8 @@
 #               (narrowed); ZSSR_JOBS picks others. The bicubic and true
 #               columns come from the 2026-11-25 CPU run where the LR
 #               matches, so only the estimated column runs (then score:
-#               sr_fallback.py --narrowed). KernelGAN's and fkp_lite's
+#               sr_fallback.py --narrowed). Those default jobs ran on
+#               2 CPU cores on 2026-12-01; KernelGAN's and fkp_lite's
 #               2026-11-30 kernels ran here on an H200 on 2026-11-30.
 #   estimators  issue 14: every estimator's kernels on the four sets
 #   tf32        issue 15: what TF32 (GPUs' default precision) would change
