@@ -108,6 +108,36 @@ def test_sr_writes_the_super_resolved_image(tmp_path):
   assert sr.shape == (200, 220)  # Gray in, gray out, x2.
 
 
+# Runs the command line with a kernel that --sr narrows (score -0.12) and a
+# stand-in for ZSSR.
+NARROWED = """
+import numpy as np
+from kernelgan_jax import main, reliability, zssr
+real_score = reliability.score
+def score(image, estimate):
+  return dict(real_score(image, estimate), unreliable=0.0,
+              **{reliability.HEADLINE: -0.12})
+reliability.score = score
+zssr.super_resolve = lambda image, kernel_x2, **_: np.zeros(
+    (2 * image.shape[0], 2 * image.shape[1]) + image.shape[2:])
+main.run()
+"""
+
+
+def test_sr_says_when_it_narrowed_the_kernel(tmp_path):
+  from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
+  gray = _gray_crop(tmp_path / "gray.png")
+  result = _run(f"--image={gray}", f"--output_dir={tmp_path}", "--iters=3",
+                "--sr", script=NARROWED)
+  assert result.returncode == 0, result.stderr
+  factor = reliability.sr_width_factor(-0.12)
+  assert 0.7 < factor < 1
+  assert (f"ZSSR with the kernel narrowed to {factor:.2f}x"
+          in result.stderr.splitlines())
+  log = json.loads((tmp_path / "gray" / "gray_log.json").read_text())
+  assert log["sr_kernel"] == "narrowed"
+
+
 def test_sr_and_seeds_for_many_images(tmp_path):
   photos = tmp_path / "photos"
   photos.mkdir()
