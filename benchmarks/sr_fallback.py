@@ -156,18 +156,24 @@ def markdown(rows: list[dict], totals: dict, meta: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_narrowed(run: dict, scores: dict[str, float], kernels) -> None:
-  """Writes `--narrowed_kernels` and prints the zssr_eval command for them."""
+def write_narrowed(run: dict, scores: dict[str, float],
+                   estimates: dict[str, np.ndarray]) -> None:
+  """Writes `--narrowed_kernels` and prints the zssr_eval command for them.
+
+  Args:
+    run: the zssr_eval run.
+    scores: the reliability headline of each image's estimate.
+    estimates: each image's estimated x2 kernel (the run's).
+  """
   narrowed, names = {}, []
   for row in run["rows"]:
-    estimator = row.get("selected", _ESTIMATOR.value)
-    key = f"{row['name']}/{_SEED.value}/kernel_x2"
+    name = row["name"]
     kernel, how, _ = reliability.sr_kernel(
-        kernels[f"{estimator}/{key}"],
-        {reliability.HEADLINE: scores[row["name"]]})
+        estimates[name], {reliability.HEADLINE: scores[name]})
     if how == "narrowed":
-      narrowed[f"{_ESTIMATOR.value}_narrowed/{key}"] = kernel
-      names.append(row["name"])
+      narrowed[f"{_ESTIMATOR.value}_narrowed/{name}/{_SEED.value}/"
+               "kernel_x2"] = kernel
+      names.append(name)
   np.savez(_NARROWED_KERNELS.value, **narrowed)
   print(f"{len(names)} of {len(run['rows'])} narrowed; their ZSSR runs:\n"
         f"python -m benchmarks.zssr_eval --set_dir={_SET_DIR.value} "
@@ -186,15 +192,15 @@ def main(argv: Sequence[str]) -> None:
     run = json.load(f)
   examples = div2krk.load_set(_SET_DIR.value)
   kernels = np.load(_KERNELS.value)
-  scores = {}
+  scores, estimates = {}, {}
   for row in run["rows"]:
-    example = examples[row["name"]]
-    lr = example.lr_x4 if _X4.value else example.lr
+    name = row["name"]
+    lr = examples[name].lr_x4 if _X4.value else examples[name].lr
     estimator = row.get("selected", _ESTIMATOR.value)  # select's choice.
-    kernel = kernels[f"{estimator}/{row['name']}/{_SEED.value}/kernel_x2"]
-    scores[row["name"]] = reliability.score(lr, kernel)[reliability.HEADLINE]
+    estimates[name] = kernels[f"{estimator}/{name}/{_SEED.value}/kernel_x2"]
+    scores[name] = reliability.score(lr, estimates[name])[reliability.HEADLINE]
   if _NARROWED_KERNELS.value:
-    write_narrowed(run, scores, kernels)
+    write_narrowed(run, scores, estimates)
     return
   narrowed = None
   if _NARROWED.value:
