@@ -27,6 +27,13 @@
 #               sr_fallback.py --narrowed). Those default jobs ran on
 #               2 CPU cores on 2026-12-01; KernelGAN's and fkp_lite's
 #               2026-11-30 kernels ran here on an H200 on 2026-11-30.
+#   zssr4       issue 14: the same at x4 on div2krk_sk4 (7 images; chelsea's
+#               LR is below KernelGAN's minimum), all four columns per image
+#               (no x4 `paper` run to take them from), KernelGAN's kernels
+#               ($SETS/kernels-cpu-sk4-x4.npz) and the narrowed ones on the 2
+#               it narrows (-x4-narrowed, the estimated column only; then
+#               zssr_merge.py and sr_fallback.py --x4 --narrowed); ZSSR4_JOBS
+#               picks others. Alone: its runs may take its whole limit.
 #   estimators  issue 14: every estimator's kernels on the four sets
 #   tf32        issue 15: what TF32 (GPUs' default precision) would change
 #   fkp         KernelGAN-FKP as published: far costlier
@@ -105,31 +112,51 @@ if want zssr_cache; then
     --only=astronaut,coffee,chelsea --tag=three-sizes
 fi
 
-if want zssr; then
-  # One process per job, all at once: on an H200 an image's ZSSR took about
-  # a minute with two side by side and 130-185 s with eight (2026-11-30,
-  # mostly compiling for its size, which it no longer does); zssr_cache
-  # tells whether one process per estimator is quicker now. Each job logs
-  # to its own file, appended to device.log at the end.
+# zssr_jobs KERNELS_PREFIX TAG_PREFIX JOBS: one `"${zssr[@]}"` process per
+# job (estimator:kernels:image[:methods], the kernels from
+# $SETS/kernels-cpu-<KERNELS_PREFIX>-<kernels>.npz), all at once. Each job
+# logs to its own file, appended to device.log at the end.
+zssr_jobs() {
+  local prefix=$1 tag=$2 jobs=$3 job estimator kernels image methods
   export XLA_PYTHON_CLIENT_PREALLOCATE=false
-  jobs=${ZSSR_JOBS:-"$(for i in astronaut coffee chelsea rocket camera \
-           immunohistochemistry hubble_deep_field retina; do
-           echo kernelgan:wk:$i; done)
-         $(for i in coffee chelsea rocket hubble_deep_field; do
-           echo kernelgan_narrowed:narrowed:$i; done)"}
   for job in $jobs; do
-    IFS=: read -r estimator kernels image <<< "$job"
-    log=$OUT/zssr-$estimator-$image.log part "zssr paper $job" \
+    IFS=: read -r estimator kernels image methods <<< "$job"
+    log=$OUT/zssr-$tag-$estimator-$image.log part "zssr paper $tag $job" \
       "${ZSSR_LIMIT:-300}" "${zssr[@]}" --estimator="$estimator" \
-      --kernels="$SETS/kernels-cpu-sk-x2-$kernels.npz" --only="$image" \
-      --tag="sk-$estimator-$image" &
+      --kernels="$SETS/kernels-cpu-$prefix-$kernels.npz" --only="$image" \
+      ${methods:+--methods=$methods} --tag="$tag-$estimator-$image" &
   done
   wait
   for job in $jobs; do
-    IFS=: read -r estimator kernels image <<< "$job"
-    cat "$OUT/zssr-$estimator-$image.log" >> "$log"
-    rm "$OUT/zssr-$estimator-$image.log"
+    IFS=: read -r estimator kernels image methods <<< "$job"
+    cat "$OUT/zssr-$tag-$estimator-$image.log" >> "$log"
+    rm "$OUT/zssr-$tag-$estimator-$image.log"
   done
+}
+
+if want zssr; then
+  # On an H200 an image's ZSSR took about a minute with two side by side
+  # and 130-185 s with eight (2026-11-30, mostly compiling for its size,
+  # which it no longer does); zssr_cache tells whether one process per
+  # estimator is quicker now.
+  zssr_jobs sk-x2 sk "${ZSSR_JOBS:-"$(for i in astronaut coffee chelsea \
+      rocket camera immunohistochemistry hubble_deep_field retina; do
+      echo kernelgan:wk:$i; done)
+    $(for i in coffee chelsea rocket hubble_deep_field; do
+      echo kernelgan_narrowed:narrowed:$i; done)"}"
+fi
+
+if want zssr4; then
+  # x4 has no `paper` run yet to take the bicubic and true columns from:
+  # each image's process computes all four (three gradual ZSSR runs).
+  # 2 CPU cores ran astronaut and camera on 2026-12-01.
+  zssr=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk4" --x4
+        --preset=paper --results_dir="$OUT" ${ZSSR_FLAGS:-})
+  ZSSR_LIMIT=${ZSSR_LIMIT:-500} zssr_jobs sk4 sk4 "${ZSSR4_JOBS:-"$(for i in \
+      astronaut coffee rocket camera immunohistochemistry hubble_deep_field \
+      retina; do echo kernelgan:x4:$i; done)
+    $(for i in coffee rocket; do
+      echo kernelgan_narrowed:x4-narrowed:$i:zssr_kernelgan; done)"}"
 fi
 
 if want estimators; then
