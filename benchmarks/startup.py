@@ -9,7 +9,8 @@ command line (`kernelgan_jax.main`), starting the backend, reading the
 image, preparing the data (maps, crop corners), initialising the state,
 loading the scanned chunk's executable (`programs`, as the command line
 does), the first chunk of iterations (50), and the rest of the run
-(`--iters`).
+(`--iters`). The process ends as the command line does
+(`commands.exit_now`: no teardown of the modules).
 Medians over `--runs` processes. Writes
 benchmarks/results/startup[-<tag>]-<device>-<date>.{json,md}.
 """
@@ -68,6 +69,8 @@ state, _ = train.drive(state, lambda s, n: data_lib.crops(data, config, s, n),
 train.final_kernel(state, config)
 t["rest"] = time.perf_counter()
 print("TIMES", {k: v - t["start"] for k, v in t.items()})
+from kernelgan_jax import commands
+commands.exit_now(0)  # As the command line ends: no module teardown.
 """
 
 PHASES = ("imports", "backend", "read", "prepare", "init", "load_chunk",
