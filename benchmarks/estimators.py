@@ -7,7 +7,7 @@ r"""KernelGAN against the FKP variants on DIV2KRK-protocol sets.
       --kernels=/tmp/kernels-gaussian-x2.npz --score --tag=gaussian
 
 The first form estimates every image's kernels with each estimator
-(`kernelgan_jax.estimate.ESTIMATORS`, through `batch.estimate_kernels`) and writes them, with the seconds each
+(`kernelgan_jax.config.ESTIMATORS`, through `batch.estimate_kernels`) and writes them, with the seconds each
 estimator took, to `--kernels` (an .npz; it can run on an accelerator and
 the scoring here). The second scores a kernels file (`metrics.score_kernel`):
 the kernel error against the true kernel (`metrics.kernel_error`; at x4 the

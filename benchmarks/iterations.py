@@ -37,7 +37,7 @@ from benchmarks import machine
 from kernelgan_jax import data as data_lib
 from kernelgan_jax import div2krk
 from kernelgan_jax import images
-from kernelgan_jax import estimate as estimate_lib
+from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import metrics
 from kernelgan_jax import reliability
 from kernelgan_jax import train
@@ -96,7 +96,7 @@ def stop_iteration(raw: dict[int, np.ndarray], tol: float,
 def score(example: div2krk.Example, raw: np.ndarray, config, x4: bool
           ) -> dict:
   """Kernel error and re-synthesis PSNR of a raw kernel's final kernels."""
-  estimate = estimate_lib.estimate_from_raw(raw, {}, 0, config)
+  estimate = kernel_lib.estimate_from_raw(raw, {}, 0, config)
   kernel = estimate.kernel_x4 if x4 else estimate.kernel_x2
   return metrics.score_kernel(kernel, example, x4)
 
@@ -160,7 +160,7 @@ def photo_rows(config, seeds: list[int], checkpoints: list[int]
     kernels = {}
     for seed in seeds:
       raw = run_with_readouts(photo, config, seed, _EVERY.value)
-      kernels[seed] = {at: estimate_lib.estimate_from_raw(
+      kernels[seed] = {at: kernel_lib.estimate_from_raw(
           raw[at], {}, seed, config).kernel_x2 for at in checkpoints}
       final = kernels[seed][checkpoints[-1]]
       row = {"name": name, "seed": seed, "lr_shape": list(photo.shape),

@@ -38,12 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernelgan_jax import data as data_lib
-from kernelgan_jax import estimate as estimate_lib
 from kernelgan_jax import images
+from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import programs
 from kernelgan_jax import reliability
 from kernelgan_jax import train as train_lib
-from kernelgan_jax.config import Config
+from kernelgan_jax.config import Config, estimator_config
 from kernelgan_jax.data import TrainData
 from kernelgan_jax.kernel import KernelEstimate
 from kernelgan_jax.progress import ProgressFn
@@ -281,7 +281,7 @@ def run_sequentially(jobs: Sequence[Job], config: Config | Sequence[Config],
     state, history = train_lib.train(
         state, job.data, config, loop=loop,
         progress=report and functools.partial(report, index))
-    return estimate_lib.estimate_from_raw(
+    return kernel_lib.estimate_from_raw(
         train_lib.final_kernel(state, config), history, job.seed, config)
   return one_per_device(run, jobs, devices)
 
@@ -380,7 +380,7 @@ def run_jobs(jobs: Sequence[Job], config: Config, *,
                                 mesh=mesh if mesh.size > 1 else None,
                                 progress=progress)
   raw = train_lib.final_kernel(states, config)
-  return [estimate_lib.estimate_from_raw(
+  return [kernel_lib.estimate_from_raw(
       raw[j], {k: v[:, j] for k, v in history.items()}, job.seed, config)
           for j, job in enumerate(jobs)]
 
@@ -399,7 +399,7 @@ def run_estimators(jobs: Sequence[Job], config: Config,
   devices, so on two CPU cores one image's two candidates of 'select'
   train side by side; under 'vmap', one batch per estimator.
   """
-  configs = [estimate_lib.estimator_config(config, name)
+  configs = [estimator_config(config, name)
              for name in estimators]
   if (strategy or default_strategy()) == "sequential":
     results = run_sequentially(
@@ -430,7 +430,7 @@ def estimate_kernels(images: Sequence[np.ndarray],
     images: H x W [x C] arrays of any sizes; uint8/uint16, or float [0, 1].
     config: settings; the original's defaults when None.
     seeds: seeds run for every image.
-    estimator: one of `estimate.ESTIMATORS`; 'fkp' runs one image and
+    estimator: one of `config.ESTIMATORS`; 'fkp' runs one image and
       seed at a time.
     loop: 'scan' or 'python' (`progress.LOOPS`).
     devices: devices to shard the runs over (default: all local ones).
@@ -445,11 +445,11 @@ def estimate_kernels(images: Sequence[np.ndarray],
     ImageError: if an image is too small or constant.
   """
   if estimator == "fkp":
-    return [[estimate_lib.estimate_kernel(image, config, seed,
-                                          estimator=estimator,
-                                          progress=progress)
+    from kernelgan_jax import fkp  # pylint: disable=g-import-not-at-top
+    return [[fkp.estimate_kernel_fkp(image, fkp.from_config(config), seed,
+                                     progress=progress)
              for seed in seeds] for image in images]
-  config = estimate_lib.estimator_config(config, estimator)
+  config = estimator_config(config, estimator)
   jobs = [job for i, image in enumerate(images)
           for job in prepare_jobs(image, config, seeds, image_index=i)]
   if estimator == "select":

@@ -13,6 +13,7 @@ and hashable, so it can be closed over by `jax.jit` as a static value.
 import dataclasses
 import importlib.util
 import os
+from typing import Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +111,12 @@ class Config:
 
 MATMUL_PRECISIONS = ("highest", "high", "default")
 GENERATORS = ("linear", "prior")
+# 'kernelgan': the original; 'fkp': KernelGAN-FKP as published (module
+# `fkp`); 'fkp_lite': KernelGAN's own D, losses and schedule with G
+# replaced by FKP's prior of a latent vector (`Config.generator='prior'`);
+# 'select': both of the last two, keeping the kernel `reliability.select`
+# trusts more.
+ESTIMATORS = ("kernelgan", "fkp", "fkp_lite", "select")
 
 # The named presets, the one source of them: `configs/*.py` build on these.
 PRESETS = {
@@ -152,6 +159,21 @@ def validate(config: Config) -> Config:
   if tuple(config.g_structure[-3:]) != (1, 1, 1) or len(
       config.g_structure) != 6:
     raise ValueError("g_structure must be (k1, k2, k3, 1, 1, 1)")
+  return config
+
+
+def estimator_config(config: Optional[Config], estimator: str) -> Config:
+  """The validated KernelGAN config an estimator trains with.
+
+  Raises:
+    ValueError: for an unknown estimator.
+  """
+  if estimator not in ESTIMATORS:
+    raise ValueError(f"unknown estimator {estimator!r}: use one of "
+                     f"{', '.join(ESTIMATORS)}")
+  config = validate(config or Config())
+  if estimator == "fkp_lite":
+    config = config.replace(generator="prior")
   return config
 
 

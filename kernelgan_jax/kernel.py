@@ -6,8 +6,9 @@ kernel k with G(x) = correlate_valid(x, k)[::2, ::2] (spec 7.1). Training
 runs G through that identity (`degradation.downscale(..., padding='valid')`),
 which is exact and about 1/100 of the arithmetic of the layered forward. The
 post-processing and the analytic x4 kernel follow the original (spec 7.2 and
-7.3). The centre-of-mass target and the spline shift that every kernel of
-the package is aligned with live here too.
+7.3); `estimate_from_raw` turns a trained G's kernel into the estimate. The
+centre-of-mass target and the spline shift that every kernel of the package
+is aligned with live here too.
 """
 
 import dataclasses
@@ -18,6 +19,8 @@ from jax import lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 import numpy as np
+
+from kernelgan_jax.config import Config
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -306,7 +309,7 @@ class KernelEstimate:
     raw_kernel: the 13x13 kernel folded out of the trained G.
     history: per-iteration losses and the bicubic weight, numpy arrays.
     seed: the seed of the run.
-    estimator: the estimator whose kernel this is (`estimate.ESTIMATORS`;
+    estimator: the estimator whose kernel this is (`config.ESTIMATORS`;
       'select' keeps one of its candidates' names).
   """
   kernel_x2: Float[np.ndarray, "s s"]
@@ -315,3 +318,19 @@ class KernelEstimate:
   history: dict[str, np.ndarray]
   seed: int
   estimator: str = "kernelgan"
+
+
+def estimate_from_raw(raw_kernel: np.ndarray, history: dict[str, np.ndarray],
+                      seed: int, config: Config) -> KernelEstimate:
+  """The post-processed x2 and analytic x4 kernels of a trained G's kernel:
+  the original's soft threshold and shift, or for the prior's kernels
+  (no noisy tails) only the shift (`centred_kernel`)."""
+  if config.generator == "prior":
+    kernel_x2 = centred_kernel(raw_kernel, 2)
+  else:
+    kernel_x2 = post_process(raw_kernel, config.n_filtering)
+  return KernelEstimate(
+      kernel_x2=kernel_x2,
+      kernel_x4=analytic_kernel_x4(kernel_x2.astype(np.float64)),
+      raw_kernel=raw_kernel, history=history, seed=seed,
+      estimator="fkp_lite" if config.generator == "prior" else "kernelgan")

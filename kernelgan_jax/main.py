@@ -33,7 +33,6 @@ from kernelgan_jax import outputs
 from kernelgan_jax import pipeline
 from kernelgan_jax import programs
 from kernelgan_jax import reliability
-from kernelgan_jax.estimate import estimator_config
 from kernelgan_jax.progress import ProgressBar
 
 _IMAGE = flags.DEFINE_string("image", None, "Input LR image file.")
@@ -374,7 +373,7 @@ def main(argv: list[str]) -> None:
   try:
     config = config_lib.get_config(_CONFIG.value, **overrides)
     if _ESTIMATOR.value != "fkp":
-      config = estimator_config(config, _ESTIMATOR.value)
+      config = config_lib.estimator_config(config, _ESTIMATOR.value)
     else:  # KernelGAN-FKP: its own settings and iteration counts.
       from kernelgan_jax import fkp  # pylint: disable=g-import-not-at-top
       config = fkp.from_config(config)

@@ -45,7 +45,7 @@ from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import outputs
 from kernelgan_jax import reliability
-from kernelgan_jax.config import Config
+from kernelgan_jax.config import Config, estimator_config
 from kernelgan_jax.progress import ProgressFn
 
 Row = dict  # name, path, status ('ok', 'skipped', 'error'), message, ...
@@ -391,7 +391,7 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
     config: the run's settings (`config.x4` for the x4 kernel); for 'fkp'
       an `fkp.FkpConfig`.
     seeds: seeds per image; several are combined with `method`.
-    estimator: one of `estimate.ESTIMATORS`.
+    estimator: one of `config.ESTIMATORS`.
     batch_size: images trained together (each with all its seeds); None
       for the backend's default (`batch.default_batch_size`), never more
       than the images to do.
@@ -431,7 +431,7 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
   if method not in ensemble.METHODS:
     raise ValueError(f"method must be one of {ensemble.METHODS}")
   if estimator not in PER_IMAGE:  # Also refuses an unknown estimator.
-    config = estimate_lib.estimator_config(config, estimator)
+    config = estimator_config(config, estimator)
   strategy = strategy or batch_lib.default_strategy()
   rows = plan(paths, output_dir, config, overwrite, sr is not None,
               skip_done)
