@@ -49,7 +49,7 @@ _SEEDS = flags.DEFINE_integer(
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "results", "Root folder; outputs go to <output_dir>/<name>.")
 _ESTIMATOR = flags.DEFINE_enum(
-    "estimator", "kernelgan", ["kernelgan", "fkp", "fkp_lite", "select"],
+    "estimator", "kernelgan", list(config_lib.ESTIMATORS),
     "kernelgan: the original; fkp: KernelGAN-FKP (Liang et al., CVPR "
     "2021), G a latent of a learned kernel prior and a WGAN-GP critic, far "
     "slower; fkp_lite: KernelGAN with G replaced by that prior's latent; "
