@@ -2,8 +2,8 @@
 
 `estimate_kernel` chains the algorithm's stages: training data (`data`),
 GAN training (`train`), then the kernel G represents, post-processed
-(`kernel`). Bell-Kligler et al., NeurIPS 2019. The estimators that are
-more than one KernelGAN-config run ('fkp', 'select') go through `batch`.
+(`kernel`). Bell-Kligler et al., NeurIPS 2019. 'fkp' (its own training,
+`fkp`) and 'select' (two candidate runs) go through `batch`.
 """
 
 from typing import Optional
