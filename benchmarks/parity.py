@@ -131,8 +131,10 @@ def _params_to_torch(g_tree: Dict[Any, Any], d_tree: Dict[Any, Any]
   return out
 
 
-def jax_to_torch_state(state: train.GanState) -> tk.StateDict:
+def jax_to_torch_state(state: train.GanState, config: config_lib.Config
+                       ) -> tk.StateDict:
   """A GanState's networks as a `KernelGAN.set_state` dict (copies)."""
+  state = train.unpack(state, config)
   out = _params_to_torch(nnx.to_pure_dict(state.g_params),
                          nnx.to_pure_dict(state.d_params))
   for i, conv in enumerate(_d_convs(nnx.to_pure_dict(state.d_stats),
@@ -162,9 +164,10 @@ def _as_param_tree(moment: Any, params: nnx.State) -> Dict[Any, Any]:
   return nnx.to_pure_dict(moment)
 
 
-def jax_to_torch_optimizer(state: train.GanState
+def jax_to_torch_optimizer(state: train.GanState, config: config_lib.Config
                            ) -> Tuple[int, tk.StateDict, tk.StateDict]:
   """(step count, first moments, second moments) in torch layout."""
+  state = train.unpack(state, config)
   g_adam, d_adam = _adam_state(state.g_opt), _adam_state(state.d_opt)
   step = int(g_adam.count)
   if int(d_adam.count) != step:
@@ -238,11 +241,11 @@ def run_jax(image_01: np.ndarray, g_corners: np.ndarray,
   """
   config, data, state = _setup_jax(image_01, g_corners, d_corners, iters,
                                    seed, g_scale)
-  init_state = jax_to_torch_state(state)  # Before the state is donated.
+  init_state = jax_to_torch_state(state, config)  # Before the state is donated.
   state, history = train.train(state, data, config, loop="python")
   kernel = train.generator_kernel(train.networks(config).g_def,
-                                  state.g_params)
-  return {"init_state": init_state, "final_state": jax_to_torch_state(state),
+                                  train.unpack(state, config).g_params)
+  return {"init_state": init_state, "final_state": jax_to_torch_state(state, config),
           "final_kernel": np.array(kernel, np.float64), "history": history}
 
 
@@ -347,23 +350,23 @@ def stepwise_compare(image_01: np.ndarray, g_corners: np.ndarray,
     report[table][key] = max(report[table].get(key, 0.0), value)
 
   for t in range(iters):
-    before = jax_to_torch_state(state)
+    before = jax_to_torch_state(state, config)
     gan.set_state(before)
     load_learner(gan.learner, state)
-    gan.set_optimizer_state(*jax_to_torch_optimizer(state))
-    jax_kernel = np.array(kernel_fn(state.g_params))
+    gan.set_optimizer_state(*jax_to_torch_optimizer(state, config))
+    jax_kernel = np.array(kernel_fn(train.unpack(state, config).g_params))
     crops = jax.tree.map(lambda a: a[0], data_lib.crops(data, config, t, 1))
     state, metrics = step_fn(state, crops)
     terms = _forced_torch_step(gan, t, image_t, g_corners[t], d_corners[t],
-                               jax_to_torch_state(state))
+                               jax_to_torch_state(state, config))
     report["kernel_rel"] = max(report["kernel_rel"],
                                _max_rel(terms["kernel"], jax_kernel))
     for name, jax_name in LOSS_PAIRS.items():
       record("loss_rel", name, _max_rel(terms[name].cpu().numpy(),
                                         np.asarray(metrics[jax_name])))
     _, torch_mu, torch_nu = gan.get_optimizer_state()
-    _, jax_mu, jax_nu = jax_to_torch_optimizer(state)
-    after_jax, after_torch = jax_to_torch_state(state), gan.get_state()
+    _, jax_mu, jax_nu = jax_to_torch_optimizer(state, config)
+    after_jax, after_torch = jax_to_torch_state(state, config), gan.get_state()
     for key, value in after_jax.items():
       if key.endswith("/u"):
         record("u_abs", key, _max_abs(after_torch[key], value))

@@ -166,9 +166,8 @@ jax.monitoring.register_event_listener(_on_event)
 @functools.lru_cache(maxsize=None)
 def _environment() -> str:
   """What a traced program depends on besides its arguments."""
-  import flax  # pylint: disable=g-import-not-at-top
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
   import jaxlib  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
   source = hashlib.sha256()
   package = os.path.dirname(os.path.abspath(__file__))
   for root, dirs, files in os.walk(package):
@@ -182,7 +181,7 @@ def _environment() -> str:
                     if not any(w in k for w in _EXCLUDED_SETTINGS))
   device = jax.devices()[0]
   return repr((source.hexdigest(), _processor(), jax.__version__, jaxlib.__version__,
-               flax.__version__, optax.__version__, settings,
+               metadata.version("flax"), metadata.version("optax"), settings,
                os.environ.get("XLA_FLAGS", ""), device.platform,
                device.device_kind, device.client.platform_version,
                jax.local_device_count()))

@@ -7,18 +7,23 @@ pytree, so the step is a pure function: jitted once, and `jax.vmap`-able
 over images and seeds as it stands. It reads only fixed-size crops
 (`data.Crops`), gathered on the host a chunk at a time, so one compiled
 program serves every image size.
+
+Flax and optax are imported where the step is built and traced, not with
+this module: the state holds the networks' and optimisers' leaves in flat
+tuples (`pack`), so a process whose programs come from the kept folder
+(`programs`) never needs them.
 """
 
+from __future__ import annotations
+
 import functools
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, TYPE_CHECKING
 
 import jax
 from jax import lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 import numpy as np
-import optax
-from flax import nnx
 
 from kernelgan_jax import degradation
 from kernelgan_jax import kernel as kernel_lib
@@ -28,22 +33,48 @@ from kernelgan_jax import schedule as schedule_lib
 from kernelgan_jax.config import Config
 from kernelgan_jax import data as data_lib
 from kernelgan_jax.data import Crops, TrainData
-from kernelgan_jax.models import LinearGenerator, PatchDiscriminator
 from kernelgan_jax.progress import LOOPS, ProgressFn
+
+if TYPE_CHECKING:
+  from flax import nnx
+  import optax
+  from kernelgan_jax import prior as prior_lib
 
 Metrics = dict[str, Float[Array, ""]]
 
 
 class GanState(NamedTuple):
-  """Everything that changes during training, for one image and seed."""
-  g_params: nnx.State | Array  # G's weights, or the prior generator's z.
-  d_params: nnx.State
-  d_stats: nnx.State  # Spectral-norm u vectors.
-  g_opt: optax.OptState
-  d_opt: optax.OptState
+  """Everything that changes during training, for one image and seed.
+
+  The first five fields are Flax states or optax states; `init_state` and
+  the step hand them out packed (`pack`: each a tuple of its leaves), the
+  step's own code sees them unpacked (`unpack`).
+  """
+  g_params: Any  # G's weights (nnx.State), or the prior generator's z.
+  d_params: Any  # nnx.State.
+  d_stats: Any  # nnx.State: the spectral-norm u vectors.
+  g_opt: Any  # optax.OptState.
+  d_opt: Any
   schedule: schedule_lib.ScheduleState
   step: Int[Array, ""]
   key: jax.Array
+
+
+_PACKED = ("g_params", "d_params", "d_stats", "g_opt", "d_opt")
+
+
+def pack(state: GanState) -> GanState:
+  """`state` with each of `_PACKED` as the tuple of its leaves."""
+  return state._replace(**{name: tuple(jax.tree.leaves(getattr(state, name)))
+                           for name in _PACKED})
+
+
+def unpack(state: GanState, config: Config) -> GanState:
+  """A `pack`ed state with its Flax and optax states rebuilt."""
+  trees = networks(config).trees
+  return state._replace(**{
+      name: jax.tree.unflatten(tree, getattr(state, name))
+      for name, tree in zip(_PACKED, trees)})
 
 
 class Networks(NamedTuple):
@@ -53,6 +84,7 @@ class Networks(NamedTuple):
   needs (a `kernel.Fold`); `fold_grads(g_params, fold, kernel_grad)` maps a
   loss's gradient with respect to the kernel to one with respect to
   `g_params` (for the prior generator by differentiating it again).
+  `trees` are the structures of `GanState`'s packed fields (`unpack`).
   """
   g_def: nnx.GraphDef | None  # None for the prior generator.
   d_def: nnx.GraphDef
@@ -61,6 +93,7 @@ class Networks(NamedTuple):
                         Float[Array, "k k"]], nnx.State | Array]
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
+  trees: tuple[jax.tree_util.PyTreeDef, ...]
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,23 +103,33 @@ def networks(config: Config) -> Networks:
   The modules are built abstractly (`nnx.eval_shape`): only their
   structure is kept, so no weights are computed.
   """
-  d_def, _, _ = nnx.split(nnx.eval_shape(
+  import optax  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax.models import LinearGenerator, PatchDiscriminator  # pylint: disable=g-import-not-at-top
+  d_def, d_params, d_stats = nnx.split(nnx.eval_shape(
       lambda: PatchDiscriminator(config, rngs=nnx.Rngs(0))), nnx.Param, ...)
   def adam(lr):
     return optax.adam(schedule_lib.learning_rate(lr, config),
                       b1=config.beta1, b2=config.beta2, eps=1e-8)
+  def trees(g_params, g_tx, d_tx):  # Of GanState's packed fields.
+    return tuple(jax.tree.structure(x) for x in (
+        g_params, d_params, d_stats, jax.eval_shape(g_tx.init, g_params),
+        jax.eval_shape(d_tx.init, d_params)))
   if config.generator == "prior":
     from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top  # Only for it.
     prior = prior_lib.load_prior(config.prior_path)
     kernel_of = functools.partial(prior_kernel, prior)
+    g_tx, d_tx = adam(config.latent_lr), adam(config.d_lr)
     return Networks(None, d_def, lambda z: kernel_lib.Fold(kernel_of(z), ()),
                     lambda z, _, grad: jax.vjp(kernel_of, z)[1](grad)[0],
-                    adam(config.latent_lr), adam(config.d_lr))
-  g_def, _ = nnx.split(nnx.eval_shape(
+                    g_tx, d_tx, trees(jax.eval_shape(prior_lib.initial_latent),
+                                      g_tx, d_tx))
+  g_def, g_params = nnx.split(nnx.eval_shape(
       lambda: LinearGenerator(config, rngs=nnx.Rngs(0))))
+  g_tx, d_tx = adam(config.g_lr), adam(config.d_lr)
   return Networks(g_def, d_def, functools.partial(generator_fold, g_def),
                   functools.partial(generator_fold_grads, g_def),
-                  adam(config.g_lr), adam(config.d_lr))
+                  g_tx, d_tx, trees(g_params, g_tx, d_tx))
 
 
 def prior_kernel(prior: "prior_lib.Prior", z: Float[Array, "latent"]
@@ -104,6 +147,8 @@ def _initial_generator(key: jax.Array, config: Config) -> nnx.State | Array:
   if config.generator == "prior":
     from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top
     return prior_lib.initial_latent()
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax.models import LinearGenerator  # pylint: disable=g-import-not-at-top
   _, g_params = nnx.split(LinearGenerator(config, rngs=nnx.Rngs(key)))
   return g_params
 
@@ -164,27 +209,31 @@ def _jitted_init(config: Config) -> Callable[[jax.Array], GanState]:
 
 
 def _build_state(key: jax.Array, config: Config) -> GanState:
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from kernelgan_jax.models import PatchDiscriminator  # pylint: disable=g-import-not-at-top
   nets = networks(config)
   g_key, d_key, run_key = jax.random.split(key, 3)
   g_params = _initial_generator(g_key, config)
   _, d_params, d_stats = nnx.split(
       PatchDiscriminator(config, rngs=nnx.Rngs(d_key)), nnx.Param, ...)
-  return GanState(
+  return pack(GanState(
       g_params=g_params, d_params=d_params, d_stats=d_stats,
       g_opt=nets.g_tx.init(g_params), d_opt=nets.d_tx.init(d_params),
       schedule=schedule_lib.init_schedule(config),
-      step=jnp.int32(0), key=run_key)
+      step=jnp.int32(0), key=run_key))
 
 
 def generator_kernel(g_def: nnx.GraphDef, g_params: nnx.State
                      ) -> Float[Array, "k k"]:
   """The 13x13 kernel G's current weights represent."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
   return kernel_lib.extract_kernel(nnx.merge(g_def, g_params).conv_kernels())
 
 
 def generator_fold(g_def: nnx.GraphDef, g_params: nnx.State
                    ) -> kernel_lib.Fold:
   """`generator_kernel` with what its gradient needs (`kernel.fold`)."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
   return kernel_lib.fold(nnx.merge(g_def, g_params).conv_kernels())
 
 
@@ -193,6 +242,7 @@ def generator_fold_grads(g_def: nnx.GraphDef, g_params: nnx.State,
                          kernel_grad: Float[Array, "k k"]) -> nnx.State:
   """A loss's gradient with respect to G's weights, from its gradient with
   respect to G's kernel (`kernel.fold_gradients`)."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
   convs, to_state = jax.vjp(
       lambda p: nnx.merge(g_def, p).conv_kernels(), g_params)
   return to_state(kernel_lib.fold_gradients(convs, folded, kernel_grad))[0]
@@ -216,7 +266,8 @@ def _jitted_fold(config: Config, batch_dims: int) -> Callable:
   disk (`kept`), never in that process.
   """
   def folded(g_params):
-    fold = lambda p: networks(config).fold_of(p).kernel
+    nets = networks(config)
+    fold = lambda p: nets.fold_of(jax.tree.unflatten(nets.trees[0], p)).kernel
     for _ in range(batch_dims):
       fold = jax.vmap(fold)
     with jax.default_matmul_precision(config.matmul_precision):
@@ -226,6 +277,7 @@ def _jitted_fold(config: Config, batch_dims: int) -> Callable:
 
 def _discriminate(d_def, d_params, d_stats, patches):
   """D's score maps and its updated spectral-norm state."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
   model = nnx.merge(d_def, d_params, d_stats, copy=True)
   scores = model(patches)
   return scores, nnx.state(model, nnx.Not(nnx.Param))
@@ -318,16 +370,19 @@ def folded_step(state: GanState, folded: kernel_lib.Fold, crops: Crops,
   updated G anyway, so a scan of steps folds G once per iteration instead
   of twice."""
   with jax.default_matmul_precision(config.matmul_precision):
-    return _train_step(state, folded, crops, noise, config)
+    state, folded, metrics = _train_step(unpack(state, config), folded,
+                                         crops, noise, config)
+  return pack(state), folded, metrics
 
 
 def first_fold(state: GanState, config: Config) -> kernel_lib.Fold:
   """G's fold for the first `folded_step` of a chunk."""
   with jax.default_matmul_precision(config.matmul_precision):
-    return networks(config).fold_of(state.g_params)
+    return networks(config).fold_of(unpack(state, config).g_params)
 
 
 def _train_step(state, folded, crops, noise, config):
+  import optax  # pylint: disable=g-import-not-at-top
   nets = networks(config)
   mask = losses.boundary_mask(config.g_kernel_size,
                               config.boundary_mask_scale)

@@ -64,8 +64,7 @@ def _compared(table, report):
 
 def test_layout_conversion_round_trips_initial_state(inputs):
   config, _, state = parity._setup_jax(*inputs, iters=1, seed=0)
-  del config
-  torch_state = parity.jax_to_torch_state(state)
+  torch_state = parity.jax_to_torch_state(state, config)
   gan = tk.KernelGAN(seed=1)
   gan.set_state(torch_state)
   assert gan.get_state().keys() == torch_state.keys()

@@ -1,6 +1,9 @@
 """Executables kept on disk: a later process runs them without tracing, with
 the results of the jitted functions."""
 
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -139,3 +142,27 @@ def test_runs_of_any_length_share_one_step_program(folder):
     train.chunk_program(config, 2)(state, data_lib.crops(data, config, 0, 2))
   assert len([p for p in folder.iterdir()
               if p.name.startswith("train_chunk_2")]) == 1
+
+
+_ESTIMATE_IN_A_PROCESS = """
+import sys
+import numpy as np
+from kernelgan_jax import config, estimate, programs
+programs.use_folder(sys.argv[1])
+image = np.kron(np.random.default_rng(0).random((25, 25, 3)),
+                np.ones((4, 4, 1)))
+estimate.estimate_kernel(image, config.get_config(max_iters=6))
+print(sorted(m for m in ("flax", "optax") if m in sys.modules))
+"""
+
+
+def test_a_process_with_kept_programs_imports_neither_flax_nor_optax(
+    tmp_path):
+  """They are needed only to build and trace the programs (the state holds
+  their leaves packed, `train.pack`), and cost much of the start-up."""
+  def imported():
+    return subprocess.run(
+        [sys.executable, "-c", _ESTIMATE_IN_A_PROCESS, str(tmp_path)],
+        check=True, capture_output=True, text=True).stdout.split("\n")[-2]
+  assert imported() == "['flax', 'optax']"  # Builds and keeps them.
+  assert imported() == "[]"

@@ -60,7 +60,8 @@ def test_python_loop_is_reproducible_and_compiles_once(batch):
   # Adam grew G's kernel from its ~1e-7 start (all six layers move).
   nets = train.networks(CONFIG)
   start = train.init_state(jax.random.key(2), CONFIG)
-  sums = [float(train.generator_kernel(nets.g_def, s.g_params).sum())
+  sums = [float(train.generator_kernel(
+      nets.g_def, train.unpack(s, CONFIG).g_params).sum())
           for s in (start, state_a)]
   assert abs(sums[1]) > 10 * abs(sums[0])
 
@@ -151,9 +152,9 @@ def test_chunk_noise_is_each_steps_own_draw():
 def test_prior_generator_trains_a_latent_on_the_sphere(batch):
   config = CONFIG.replace(generator="prior")
   start = train.init_state(jax.random.key(5), config)
-  assert start.g_params.shape == (121,)
+  assert train.unpack(start, config).g_params.shape == (121,)
   state, history = train.train(start, batch, config)
-  z = np.asarray(state.g_params)
+  z = np.asarray(train.unpack(state, config).g_params)
   np.testing.assert_allclose(np.linalg.norm(z), 10.0, rtol=1e-5)
   assert not np.allclose(z, np.asarray(prior_lib.initial_latent()))
   kernel = train.final_kernel(state, config)
