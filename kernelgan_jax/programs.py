@@ -11,7 +11,9 @@ name, the caller's key (the config), the arguments' structure, shapes and
 placement, and everything else that changes the traced program (this
 package's source, the versions of jax, jaxlib, flax and optax, JAX's
 settings, the backend); without one it compiles and writes it. Not with
-several processes (`jax.distributed`).
+several processes (`jax.distributed`). `prefetch` starts loading, on
+threads, the executables a program name and key led to lately, before the
+arguments that select one exist.
 
 Loading an executable runs code from the folder, as JAX's own cache does:
 use only a folder of your own.
