@@ -245,7 +245,8 @@ def run_jax(image_01: np.ndarray, g_corners: np.ndarray,
   state, history = train.train(state, data, config, loop="python")
   kernel = train.generator_kernel(train.networks(config).g_def,
                                   train.unpack(state, config).g_params)
-  return {"init_state": init_state, "final_state": jax_to_torch_state(state, config),
+  return {"init_state": init_state,
+          "final_state": jax_to_torch_state(state, config),
           "final_kernel": np.array(kernel, np.float64), "history": history}
 
 

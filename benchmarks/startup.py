@@ -9,8 +9,8 @@ command line (`kernelgan_jax.main`), starting the backend, reading the
 image, preparing the data (maps, crop corners), initialising the state,
 loading the scanned chunk's executable (`programs`; as the command line
 does, the state's and the chunk's executables start loading on threads
-when the config is known, `train.prefetch`), the first chunk of iterations (50), and the rest of the run
-(`--iters`). The process ends as the command line does
+when the config is known, `train.prefetch`), the first chunk of
+iterations (50), and the rest of the run (`--iters`). The process ends as the command line does
 (`commands.exit_now`: no teardown of the modules).
 Medians over `--runs` processes. Writes
 benchmarks/results/startup[-<tag>]-<device>-<date>.{json,md}.
