@@ -11,6 +11,7 @@ import tomllib
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 from scipy import io as scipy_io
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -382,7 +383,10 @@ def test_sr_refuses_an_image_too_large_for_the_memory(tmp_path):
 
 def test_ctrl_c_leaves_no_partial_folder(tmp_path):
   out = tmp_path / "out"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  # PYTHONFAULTHANDLER: a process that does not stop dumps every thread's
+  # stack on SIGABRT, and the failure shows where it hung.
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+             PYTHONFAULTHANDLER="1")
   process = subprocess.Popen(
       [sys.executable, "-m", "kernelgan_jax.main", f"--image={EXAMPLE}",
        f"--output_dir={out}", f"--iters={10**6}"], cwd=ROOT, env=env,
@@ -397,7 +401,12 @@ def test_ctrl_c_leaves_no_partial_folder(tmp_path):
         break
     assert " it/s " in lines[-1], "".join(lines)
     process.send_signal(signal.SIGINT)
-    _, rest = process.communicate(timeout=120)
+    try:
+      _, rest = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+      process.send_signal(signal.SIGABRT)
+      pytest.fail("no exit 120 s after Ctrl-C; its threads:\n"
+                  + process.communicate(timeout=60)[1][-6000:])
   finally:
     process.kill()
   assert process.returncode == 130, rest
