@@ -149,7 +149,7 @@ fi
 if want zssr4; then
   # x4 has no `paper` run yet to take the bicubic and true columns from:
   # each image's process computes all four (three gradual ZSSR runs).
-  # 2 CPU cores ran 6 of the 7 (not retina) on 2026-12-01.
+  # 2 CPU cores ran all 7 on 2026-12-01 (benchmarks/README.md).
   zssr=(python3 -m benchmarks.zssr_eval --set_dir="$SETS/div2krk_sk4" --x4
         --preset=paper --results_dir="$OUT" ${ZSSR_FLAGS:-})
   ZSSR_LIMIT=${ZSSR_LIMIT:-500} zssr_jobs sk4 sk4 "${ZSSR4_JOBS:-"$(for i in \
