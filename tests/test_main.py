@@ -389,7 +389,8 @@ def test_ctrl_c_leaves_no_partial_folder(tmp_path):
              PYTHONFAULTHANDLER="1")
   process = subprocess.Popen(
       [sys.executable, "-m", "kernelgan_jax.main", f"--image={EXAMPLE}",
-       f"--output_dir={out}", f"--iters={10**6}"], cwd=ROOT, env=env,
+       f"--output_dir={out}", f"--iters={10**6}",
+       f"--compile_cache={tmp_path / 'cache'}"], cwd=ROOT, env=env,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
     lines = []
