@@ -7,10 +7,9 @@ compilation cache (filled by a first, untimed process), and times each
 phase from the start of the process: the interpreter, importing the
 command line (`kernelgan_jax.main`), starting the backend, reading the
 image, preparing the data (maps, crop corners), initialising the state,
-loading the scanned chunk's executable (`programs`; as the command line
-does, the state's and the chunk's executables start loading on threads
-when the config is known, `train.prefetch`), the first chunk of
-iterations (50), and the rest of the run (`--iters`). The process ends as the command line does
+loading the scanned chunk's executable (`programs`, as the command line
+does), the first chunk of iterations (50), and the rest of the run
+(`--iters`). The process ends as the command line does
 (`commands.exit_now`: no teardown of the modules).
 Medians over `--runs` processes. Writes
 benchmarks/results/startup[-<tag>]-<device>-<date>.{json,md}.
@@ -51,7 +50,6 @@ programs.use_folder(sys.argv[1] + "/programs")
 jax.devices()
 t["backend"] = time.perf_counter()
 config = get_config(max_iters=int(sys.argv[3]))
-train.prefetch(config)  # As the command line: loads overlap the next phases.
 image = images.read_image(sys.argv[2])
 t["read"] = time.perf_counter()
 data_key, init_key = train.seed_keys(0)

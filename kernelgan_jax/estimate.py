@@ -56,7 +56,6 @@ def estimate_kernel(image: np.ndarray, config: Optional[Config] = None,
         progress=progress, strategy="sequential")
     return estimate
   config = estimator_config(config, estimator)
-  train_lib.prefetch(config)
   data_key, init_key = train_lib.seed_keys(seed)
   data = data_lib.prepare(images.as_float_rgb(image), config, data_key)
   state = train_lib.init_state(init_key, config)

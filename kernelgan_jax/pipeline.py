@@ -45,7 +45,6 @@ from kernelgan_jax import images
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import outputs
 from kernelgan_jax import reliability
-from kernelgan_jax import train as train_lib
 from kernelgan_jax.config import Config, estimator_config
 from kernelgan_jax.progress import ProgressFn
 
@@ -457,8 +456,6 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
             _guarded, [rows[index]], ([], None), _prepare, rows[index],
             config, seeds, index, estimator, sr)))
     top_up()
-    if strategy == "sequential" and estimator not in PER_IMAGE:
-      train_lib.prefetch(config)  # While the pool reads the first images.
     while queue:
       index, prepared = queue.popleft()
       new_jobs, image = prepared.result()

@@ -11,15 +11,12 @@ name, the caller's key (the config), the arguments' structure, shapes and
 placement, and everything else that changes the traced program (this
 package's source, the versions of jax, jaxlib, flax and optax, JAX's
 settings, the backend); without one it compiles and writes it. Not with
-several processes (`jax.distributed`). `prefetch` starts loading, on
-threads, the executables a program name and key led to lately, before the
-arguments that select one exist.
+several processes (`jax.distributed`).
 
 Loading an executable runs code from the folder, as JAX's own cache does:
 use only a folder of your own.
 """
 
-import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -33,9 +30,6 @@ import jax
 
 _state = {"folder": None}
 _loaded: dict[tuple, Callable] = {}
-_prefetched: dict[str, concurrent.futures.Future] = {}
-_prefetched_lock = threading.Lock()
-_RECENT = 4  # Files a program's index lists (e.g. one per device).
 _hits = threading.local()
 _locks: dict[tuple, threading.Lock] = {}
 _locks_lock = threading.Lock()
@@ -79,10 +73,10 @@ def stored(name: str, jitted: Callable, key: str, *,
         if program is None:
           digest = hashlib.sha256(repr((name, key, str(tree), layout,
                                         _environment())).encode()).hexdigest()
-          path = os.path.join(folder, f"{name}-{digest[:32]}")
-          program = _load_or_compile(path, jitted, args, donate_argnums)
+          program = _load_or_compile(
+              os.path.join(folder, f"{name}-{digest[:32]}"), jitted, args,
+              donate_argnums)
           _loaded[memo] = program
-          _remember(folder, name, key, path)
     return program
   def call(*args):
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args)):
@@ -90,59 +84,6 @@ def stored(name: str, jitted: Callable, key: str, *,
     return load(*args)(*args)
   call.load = load
   return call
-
-
-def prefetch(name: str, key: str) -> None:
-  """Starts loading, each on a thread of its own, the executables of
-  `stored(name, ..., key)` that recent processes loaded from the folder,
-  so that loading overlaps other work (reading the image, loading another
-  program); a later call with arguments that lead to one of them takes it
-  from there. Does nothing without a folder or such executables."""
-  folder = _state["folder"]
-  if folder is None or jax.distributed.is_initialized():
-    return
-  try:
-    with open(_index_path(folder, name, key)) as f:
-      paths = f.read().split()
-  except OSError:
-    return
-  with _prefetched_lock:
-    for path in paths:
-      if path not in _prefetched:
-        _prefetched[path] = concurrent.futures.Future()
-        threading.Thread(target=_fill, args=(_prefetched[path], path),
-                         daemon=True).start()
-
-
-def _fill(future: concurrent.futures.Future, path: str) -> None:
-  try:
-    future.set_result(_load(path))
-  except BaseException as error:  # pylint: disable=broad-except
-    future.set_exception(error)
-
-
-def _index_path(folder: str, name: str, key: str) -> str:
-  """The file listing the executables of (name, key) loaded lately, newest
-  first."""
-  digest = hashlib.sha256(repr((name, key, _environment())).encode())
-  return os.path.join(folder, f"{name}-{digest.hexdigest()[:32]}.index")
-
-
-def _remember(folder: str, name: str, key: str, path: str) -> None:
-  """Puts `path` first in the index of (name, key), written only when that
-  changes it."""
-  index = _index_path(folder, name, key)
-  try:
-    with open(index) as f:
-      paths = f.read().split()
-  except OSError:
-    paths = []
-  if paths[:1] != [path]:
-    paths = [path] + [p for p in paths if p != path][:_RECENT - 1]
-    try:
-      _write(index, "\n".join(paths), binary=False)
-    except OSError as error:
-      logging.warning("cannot write %s: %s", index, error)
 
 
 def _lock_of(memo: tuple) -> threading.Lock:
@@ -155,10 +96,15 @@ def _load_or_compile(path: str, jitted: Callable, args: tuple,
                      donate_argnums: tuple[int, ...]) -> Callable:
   """The executable at `path`, else compiled (and written when whole)."""
   from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
-  with _prefetched_lock:
-    prefetched = _prefetched.pop(path, None)
   try:
-    return prefetched.result() if prefetched else _load(path)
+    with open(path, "rb") as f:
+      payload, in_tree, out_tree, device_ids = pickle.load(f)
+    # On the devices it was compiled for: by default JAX would load it
+    # over every local device, and a one-device program then fails.
+    devices = {device.id: device for device in jax.local_devices()}
+    return serialize_executable.deserialize_and_load(
+        payload, in_tree, out_tree,
+        execution_devices=[devices[i] for i in device_ids])
   except FileNotFoundError:
     pass
   except Exception as error:  # pylint: disable=broad-except
@@ -185,19 +131,6 @@ def _load_or_compile(path: str, jitted: Callable, args: tuple,
   return compiled
 
 
-def _load(path: str) -> Callable:
-  """The executable `_load_or_compile` wrote at `path`."""
-  from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
-  with open(path, "rb") as f:
-    payload, in_tree, out_tree, device_ids = pickle.load(f)
-  # On the devices it was compiled for: by default JAX would load it over
-  # every local device, and a one-device program then fails.
-  devices = {device.id: device for device in jax.local_devices()}
-  return serialize_executable.deserialize_and_load(
-      payload, in_tree, out_tree,
-      execution_devices=[devices[i] for i in device_ids])
-
-
 def _without_jax_cache() -> contextlib.AbstractContextManager:
   """Keeps JAX's persistent cache from writing, in this thread, where this
   JAX has the (private) setting; else a no-op. Not by turning the cache
@@ -209,17 +142,13 @@ def _without_jax_cache() -> contextlib.AbstractContextManager:
           else contextlib.nullcontext())
 
 
-def _write(path: str, value: Any, binary: bool = True) -> None:
-  """Pickles `value` (or with binary=False writes the string) to `path`
-  through a temporary file."""
+def _write(path: str, value: Any) -> None:
+  """Pickles `value` to `path` through a temporary file."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   staging = f"{path}.{os.getpid()}.tmp"
   try:
-    with open(staging, "wb" if binary else "w") as f:
-      if binary:
-        pickle.dump(value, f)
-      else:
-        f.write(value)
+    with open(staging, "wb") as f:
+      pickle.dump(value, f)
     os.replace(staging, path)
   finally:
     if os.path.exists(staging):

@@ -490,18 +490,6 @@ def chunk_program(config: Config, length: int) -> StepFn:
               donate_argnums=(0,))
 
 
-def prefetch(config: Config, chunk: int = 50) -> None:
-  """Starts loading the kept programs a run of `config` needs first, its
-  initial state and scanned chunk, each on a thread of its own
-  (`programs.prefetch`): their loads then overlap each other and the
-  data preparation. A no-op where `kept` keeps nothing."""
-  if config.generator == "prior":
-    return
-  programs.prefetch("init_state", repr(init_config(config)))
-  programs.prefetch(f"train_chunk_{min(chunk, config.max_iters)}",
-                    repr(step_config(config)))
-
-
 CropSource = Callable[[int, int], Crops]
 
 
