@@ -285,14 +285,15 @@ def _super_resolve(image: np.ndarray, kernel_x2: Optional[np.ndarray],
       seed=seed, progress=sr.progress() if sr.progress else None)
 
 
-def _write(row: Row, estimates, image: np.ndarray, config: Config,
+def _write(row: Row, estimates, image: np.ndarray,
+           side: "futures.Future[reliability.ImageSide]", config: Config,
            method: str, seconds: float, batch_images: int, estimator: str,
            sr: Optional[SuperResolution]) -> None:
-  """Combines the seeds, scores the kernel's reliability on the image,
-  super-resolves it when asked, and writes the row's folder; marks the
-  row."""
+  """Combines the seeds, scores the kernel's reliability on the image (its
+  image side computed while the kernel trained), super-resolves it when
+  asked, and writes the row's folder; marks the row."""
   estimate = ensemble.combine_estimates(estimates, method)
-  trust = reliability.score(image, estimate)
+  trust = reliability.score(image, estimate, side=side.result())
   extra = {"image": row["path"], **row["image_info"], "estimator": estimator,
            "reliability": trust, "seconds": round(seconds, 3),
            "batch_images": batch_images}
@@ -443,7 +444,7 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
   batch_size = min(batch_size or batch_lib.default_batch_size(),
                    max(len(pending), 1))
   todo, queue = iter(pending), collections.deque()
-  jobs, by_index, writes, trained_before = [], {}, [], False
+  jobs, by_index, sides, writes, trained_before = [], {}, {}, [], False
   side_by_side = len(pending) > 1
   with _pool([rows[i] for i in mine], queue) as pool, (
       _one_blas_thread() if side_by_side else contextlib.nullcontext()):
@@ -463,6 +464,7 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
       if new_jobs:
         jobs += new_jobs
         by_index[index] = image
+        sides[index] = pool.submit(reliability.image_side, image)
       if len(by_index) == batch_size or (jobs and not queue):
         if not trained_before:
           pool.submit(_import_for_writing)
@@ -478,13 +480,14 @@ def estimate_files(paths: Sequence[str], output_dir: str, config: Config, *,
           per_image.setdefault(i, []).append(result)
         batch_writes = [
             ([rows[i]], None, _write, rows[i], estimates, by_index[i],
-             config, method, seconds, len(per_image), estimator, sr)
+             sides[i], config, method, seconds, len(per_image), estimator,
+             sr)
             for i, estimates in per_image.items()]
         if sr is None:
           writes += [pool.submit(_guarded, *args) for args in batch_writes]
         else:  # ZSSR trains here, not beside the next batch.
           _write_side_by_side(batch_writes, sr, config.x4)
-        jobs, by_index = [], {}
+        jobs, by_index, sides = [], {}, {}
     for write in writes:
       write.result()
   for row in rows:

@@ -33,10 +33,13 @@ candidates test that:
 * `agreement`: `metrics.kernel_error` between two estimators' kernels (a
   second estimation's cost).
 
-`score` gathers the useful and cheap ones into the dict logged per image,
-and `sr_kernel` turns its headline into the kernel `--sr` gives ZSSR.
+`score` gathers the useful and cheap ones into the dict logged per image
+(`image_side`, its part that needs only the image, can be computed while
+the kernel trains), and `sr_kernel` turns its headline into the kernel
+`--sr` gives ZSSR.
 """
 
+import dataclasses
 import functools
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -226,7 +229,8 @@ def edge_sharpness(gray: Float[np.ndarray, 'h w'],
 
 
 def sharpness_mismatch(lr_image: np.ndarray, kernel: np.ndarray,
-                       scale: int = SCALE) -> float:
+                       scale: int = SCALE,
+                       lr_sharpness: Optional[float] = None) -> float:
   """log(sharpness of the LR image downscaled by `kernel` / the LR's).
 
   About 0 when the kernel is consistent with the image (scale
@@ -236,13 +240,16 @@ def sharpness_mismatch(lr_image: np.ndarray, kernel: np.ndarray,
     lr_image: (h, w[, c]) LR image (uint or float in [0, 1]).
     kernel: (k, k) estimated kernel for a x`scale` downscale.
     scale: the kernel's downscaling factor.
+    lr_sharpness: the LR image's `edge_sharpness`, if known.
 
   Returns:
     The log ratio.
   """
   gray = _as_gray(lr_image)
+  if lr_sharpness is None:
+    lr_sharpness = edge_sharpness(gray)
   down = _downscaled(gray, kernel, scale)
-  return float(np.log(edge_sharpness(down) / edge_sharpness(gray)))
+  return float(np.log(edge_sharpness(down) / lr_sharpness))
 
 
 def band_power_ratios(gray: Float[np.ndarray, 'h w'],
@@ -425,23 +432,40 @@ def recurrence_errors(lr_image: np.ndarray, kernels: Sequence[np.ndarray],
                       seed: int = 0) -> list[float]:
   """`recurrence_error` of each kernel, the LR side (tile, query patches)
   computed once."""
-  gray = textured_crop(_as_gray(lr_image), crop)
-  downs = [_downscaled(gray, kernel, scale) for kernel in kernels]
-  if any(min(down.shape) < patch for down in downs):
-    raise ValueError(f'image {gray.shape} too small for {patch}px patches '
-                     f'at x{scale}')
-  candidates = _patches(gray, patch)
+  return _recurrence_errors(
+      _recurrence_queries(_as_gray(lr_image), crop, patch, queries,
+                          textured_fraction, seed), kernels, scale, patch)
+
+
+def _recurrence_queries(gray: Float[np.ndarray, 'h w'], crop: int,
+                        patch: int, queries: int, textured_fraction: float,
+                        seed: int
+                        ) -> tuple[np.ndarray, np.ndarray, float]:
+  """`recurrence_error`'s LR side: (the tile, its chosen query patches,
+  their mean norm)."""
+  tile = textured_crop(gray, crop)
+  candidates = _patches(tile, patch)
   contrast = np.linalg.norm(candidates, axis=1)
   count = max(1, int(len(candidates) * textured_fraction))
   textured = np.argsort(contrast)[-count:]
   chosen = np.random.default_rng(seed).choice(
       textured, min(queries, count), replace=False)
-  norm = contrast[chosen].mean()
+  return tile, candidates[chosen], float(contrast[chosen].mean())
+
+
+def _recurrence_errors(lr_side: tuple[np.ndarray, np.ndarray, float],
+                       kernels: Sequence[np.ndarray], scale: int = SCALE,
+                       patch: int = PATCH) -> list[float]:
+  """`recurrence_errors` from `_recurrence_queries`' LR side."""
+  tile, chosen, norm = lr_side
+  downs = [_downscaled(tile, kernel, scale) for kernel in kernels]
+  if any(min(down.shape) < patch for down in downs):
+    raise ValueError(f'image {tile.shape} too small for {patch}px patches '
+                     f'at x{scale}')
   if not norm > 0:
     return [float('nan')] * len(kernels)
-  return [float(_nearest_distances(candidates[chosen],
-                                   _patches(down, patch)).mean() / norm)
-          for down in downs]
+  return [float(_nearest_distances(chosen, _patches(down, patch)).mean())
+          / norm for down in downs]
 
 
 def width_scan(lr_image: np.ndarray, kernel: np.ndarray,
@@ -578,9 +602,30 @@ def agreement(kernel: np.ndarray, other: np.ndarray) -> float:
   return metrics.kernel_error(kernel, other)
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageSide:
+  """What `score` needs of the LR image alone, whatever the kernel: made by
+  `image_side` while the kernel trains, so that little is left after."""
+  gray: Float[np.ndarray, 'h w']
+  recurrence: tuple[np.ndarray, np.ndarray, float]  # `_recurrence_queries`.
+  recurrence_bicubic: float
+  sharpness: float  # `edge_sharpness` of `gray`.
+
+
+def image_side(lr_image: np.ndarray) -> ImageSide:
+  """The LR image's part of `score` (its luma, tile and query patches, the
+  bicubic kernel's `recurrence_error`, its `edge_sharpness`)."""
+  gray = _as_gray(lr_image)
+  recurrence = _recurrence_queries(gray, RECURRENCE_CROP, PATCH,
+                                   RECURRENCE_QUERIES, TEXTURED_FRACTION, 0)
+  [bicubic] = _recurrence_errors(recurrence, [metrics.bicubic_kernel_x2()])
+  return ImageSide(gray, recurrence, bicubic, edge_sharpness(gray))
+
+
 def score(lr_image: np.ndarray, estimate: Any,
           other_kernel: Optional[np.ndarray] = None,
-          prior: Optional["prior_lib.Prior"] = None) -> dict[str, float]:
+          prior: Optional["prior_lib.Prior"] = None,
+          side: Optional[ImageSide] = None) -> dict[str, float]:
   """Reliability numbers of one x2 estimate, for the JSON log.
 
   The headline, `HEADLINE` = 'recurrence_vs_bicubic', is
@@ -598,6 +643,7 @@ def score(lr_image: np.ndarray, estimate: Any,
     other_kernel: optionally another estimator's x2 kernel of the image
       ('agreement').
     prior: FKP's prior for 'prior_nll'; None skips it.
+    side: `image_side(lr_image)` if computed already (the same result).
 
   Returns:
     Floats: 'recurrence_vs_bicubic' (the headline), 'recurrence',
@@ -608,12 +654,13 @@ def score(lr_image: np.ndarray, estimate: Any,
     the headline is above `WARN_ABOVE`, else 0.0).
   """
   kernel = _kernel_of(estimate)
-  gray = _as_gray(lr_image)
-  recurrence, bicubic = recurrence_errors(
-      gray, [kernel, metrics.bicubic_kernel_x2()])
+  side = image_side(lr_image) if side is None else side
+  [recurrence] = _recurrence_errors(side.recurrence, [kernel])
+  bicubic = side.recurrence_bicubic
   result = {'recurrence_vs_bicubic': float(np.log(recurrence / bicubic)),
             'recurrence': recurrence, 'recurrence_bicubic': bicubic,
-            'sharpness_log_ratio': sharpness_mismatch(gray, kernel)}
+            'sharpness_log_ratio': sharpness_mismatch(
+                side.gray, kernel, lr_sharpness=side.sharpness)}
   result.update(kernel_moments(kernel))
   result.update(history_features(getattr(estimate, 'history', None) or {}))
   if prior is not None:

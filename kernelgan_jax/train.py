@@ -17,7 +17,7 @@ tuples (`pack`), so a process whose programs come from the kept folder
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, TYPE_CHECKING
+from typing import Any, Callable, Mapping, NamedTuple, TYPE_CHECKING
 
 import jax
 from jax import lax
@@ -74,7 +74,7 @@ def unpack(state: GanState, config: Config) -> GanState:
   trees = networks(config).trees
   return state._replace(**{
       name: jax.tree.unflatten(tree, getattr(state, name))
-      for name, tree in zip(_PACKED, trees)})
+      for name, tree in trees.items()})
 
 
 class Networks(NamedTuple):
@@ -84,7 +84,8 @@ class Networks(NamedTuple):
   needs (a `kernel.Fold`); `fold_grads(g_params, fold, kernel_grad)` maps a
   loss's gradient with respect to the kernel to one with respect to
   `g_params` (for the prior generator by differentiating it again).
-  `trees` are the structures of `GanState`'s packed fields (`unpack`).
+  `trees` are the structures of `GanState`'s packed fields, by name
+  (`unpack`).
   """
   g_def: nnx.GraphDef | None  # None for the prior generator.
   d_def: nnx.GraphDef
@@ -93,7 +94,7 @@ class Networks(NamedTuple):
                         Float[Array, "k k"]], nnx.State | Array]
   g_tx: optax.GradientTransformation
   d_tx: optax.GradientTransformation
-  trees: tuple[jax.tree_util.PyTreeDef, ...]
+  trees: Mapping[str, jax.tree_util.PyTreeDef]
 
 
 @functools.lru_cache(maxsize=None)
@@ -112,9 +113,9 @@ def networks(config: Config) -> Networks:
     return optax.adam(schedule_lib.learning_rate(lr, config),
                       b1=config.beta1, b2=config.beta2, eps=1e-8)
   def trees(g_params, g_tx, d_tx):  # Of GanState's packed fields.
-    return tuple(jax.tree.structure(x) for x in (
+    return dict(zip(_PACKED, (jax.tree.structure(x) for x in (
         g_params, d_params, d_stats, jax.eval_shape(g_tx.init, g_params),
-        jax.eval_shape(d_tx.init, d_params)))
+        jax.eval_shape(d_tx.init, d_params)))))
   if config.generator == "prior":
     from kernelgan_jax import prior as prior_lib  # pylint: disable=g-import-not-at-top  # Only for it.
     prior = prior_lib.load_prior(config.prior_path)
@@ -267,7 +268,8 @@ def _jitted_fold(config: Config, batch_dims: int) -> Callable:
   """
   def folded(g_params):
     nets = networks(config)
-    fold = lambda p: nets.fold_of(jax.tree.unflatten(nets.trees[0], p)).kernel
+    fold = lambda p: nets.fold_of(
+        jax.tree.unflatten(nets.trees["g_params"], p)).kernel
     for _ in range(batch_dims):
       fold = jax.vmap(fold)
     with jax.default_matmul_precision(config.matmul_precision):

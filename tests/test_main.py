@@ -24,10 +24,10 @@ FAILING = """
 import sys
 from kernelgan_jax import main, reliability
 real_score = reliability.score
-def score(image, estimate):
+def score(image, estimate, **kwargs):
   if image.shape[1] == 110:
     raise RuntimeError("RESOURCE_EXHAUSTED: simulated\\nsecond line")
-  return real_score(image, estimate)
+  return real_score(image, estimate, **kwargs)
 reliability.score = score
 main.run()
 """
@@ -115,8 +115,8 @@ NARROWED = """
 import numpy as np
 from kernelgan_jax import main, reliability, zssr
 real_score = reliability.score
-def score(image, estimate):
-  return dict(real_score(image, estimate), unreliable=0.0,
+def score(image, estimate, **kwargs):
+  return dict(real_score(image, estimate, **kwargs), unreliable=0.0,
               **{reliability.HEADLINE: -0.12})
 reliability.score = score
 zssr.super_resolve = lambda image, kernel_x2, **_: np.zeros(

@@ -214,8 +214,8 @@ def test_sr_falls_back_to_the_bicubic_kernel_or_narrows_the_kernel(
   from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
   from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
   score = reliability.score
-  monkeypatch.setattr(reliability, "score", lambda image, estimate: dict(
-      score(image, estimate), unreliable=float(
+  monkeypatch.setattr(reliability, "score", lambda *args, **kwargs: dict(
+      score(*args, **kwargs), unreliable=float(
           headline > reliability.WARN_ABOVE),
       **{reliability.HEADLINE: headline}))
   kernels = []
@@ -258,8 +258,8 @@ def test_sr_at_x4_narrows_both_kernels(inputs, tmp_path, monkeypatch):
   from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
   from kernelgan_jax import zssr  # pylint: disable=g-import-not-at-top
   score = reliability.score
-  monkeypatch.setattr(reliability, "score", lambda image, estimate: dict(
-      score(image, estimate), unreliable=0.0,
+  monkeypatch.setattr(reliability, "score", lambda *args, **kwargs: dict(
+      score(*args, **kwargs), unreliable=0.0,
       **{reliability.HEADLINE: -0.12}))
   kernels = []
   def super_resolve(image, kernel_x2, **kwargs):
@@ -284,11 +284,11 @@ def test_the_host_work_runs_numpy_blas_on_one_thread(inputs, tmp_path,
   import threadpoolctl  # pylint: disable=g-import-not-at-top
   from kernelgan_jax import reliability  # pylint: disable=g-import-not-at-top
   score, seen = reliability.score, []
-  def recording_score(image, estimate):
+  def recording_score(image, estimate, **kwargs):
     seen.append({info["num_threads"] for info in
                  threadpoolctl.threadpool_info()
                  if info["user_api"] == "blas"})
-    return score(image, estimate)
+    return score(image, estimate, **kwargs)
   monkeypatch.setattr(reliability, "score", recording_score)
   before = threadpoolctl.threadpool_info()
   rows = pipeline.estimate_files([inputs[0], inputs[3]], str(tmp_path),

@@ -249,6 +249,19 @@ def test_score_flags_far_too_wide_or_narrow_kernels_only(example):
   assert 'prior_nll' not in good and 'agreement' not in good
 
 
+def test_score_from_the_image_side_computed_beforehand_is_the_same(example):
+  lr, kernel = example
+  side = reliability.image_side(lr)
+  for k in (kernel, reliability.stretch_kernel(kernel, 1.5)):
+    assert reliability.score(lr, k, side=side) == reliability.score(lr, k)
+  assert side.recurrence_bicubic == reliability.recurrence_error(
+      lr, metrics.bicubic_kernel_x2())
+  # The image side is the image's: another image's gives another score.
+  other = reliability.image_side(np.ascontiguousarray(lr[::-1, ::2]))
+  assert (reliability.score(lr, kernel, side=other)
+          != reliability.score(lr, kernel))
+
+
 def test_score_optional_parts(example):
   lr, kernel = example
   found = reliability.score(lr, kernel, other_kernel=np.pad(kernel, 1),
