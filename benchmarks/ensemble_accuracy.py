@@ -3,11 +3,13 @@ r"""Does a seed ensemble lower the kernel error? (DIV2KRK protocol.)
   python -m benchmarks.ensemble_accuracy --set_dir=/tmp/div2krk_sk \
       --num_images=4 --seeds=3 --iters=3000
 
-For each image, the seeds 0..N-1 train together under `jax.vmap`
-(`batch.estimate_kernels`); the kernel error (`metrics.kernel_error` vs the
-ground truth) of every seed and of each combination in `ensemble.METHODS` is
-recorded. Builds the set first if `--set_dir` holds none. Writes
-benchmarks/results/ensemble-<device>-<date>.{json,md}.
+For each image, the seeds 0..N-1 train together (`batch.estimate_kernels`);
+the kernel error (`metrics.kernel_error` vs the ground truth) of every seed,
+of each combination in `ensemble.METHODS`, and of the seed whose kernel
+explains the image best by the reliability score (`reliability.score`'s
+headline, lowest; no ground truth needed) is recorded. Builds the set first
+if `--set_dir` holds none. Writes
+benchmarks/results/ensemble[-<tag>]-<device>-<date>.{json,md}.
 """
 
 import json
@@ -23,6 +25,7 @@ from kernelgan_jax import batch
 from kernelgan_jax import div2krk
 from kernelgan_jax import ensemble
 from kernelgan_jax import metrics
+from kernelgan_jax import reliability
 from kernelgan_jax.config import get_config
 
 _SET_DIR = flags.DEFINE_string("set_dir", "/tmp/div2krk_sk", "Set folder.")
@@ -32,6 +35,9 @@ _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per image (0..N-1).",
 _ITERS = flags.DEFINE_integer("iters", 3000, "Training iterations.")
 _OUT = flags.DEFINE_string("results_dir", "benchmarks/results",
                            "Where the JSON and markdown go.")
+_TAG = flags.DEFINE_string("tag", "", "Inserted into the results' names.")
+# Not an `ensemble.METHODS` entry: it needs the LR image.
+RELIABILITY_PICK = "reliability_pick"
 
 
 def score_image(example: div2krk.Example, kernels: list[np.ndarray]
@@ -42,12 +48,17 @@ def score_image(example: div2krk.Example, kernels: list[np.ndarray]
   for method in ensemble.METHODS:
     row[method] = metrics.kernel_error(ensemble.combine(kernels, method),
                                        truth)
+  side = reliability.image_side(example.lr)
+  row["seed_scores"] = [reliability.score(example.lr, k, side=side)[
+      reliability.HEADLINE] for k in kernels]
+  row[RELIABILITY_PICK] = row["seed_errors"][int(np.argmin(
+      row["seed_scores"]))]
   return row
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
   """The results table."""
-  methods = list(ensemble.METHODS)
+  methods = list(ensemble.METHODS) + [RELIABILITY_PICK]
   lines = [
       f"Seed ensembles on a DIV2KRK-protocol set ({meta['set']}), "
       f"{meta['iters']} iterations, seeds 0..{meta['seeds'] - 1} per image "
@@ -100,7 +111,8 @@ def main(argv: Sequence[str]) -> None:
   meta = dict(machine.describe(), set=_SET_DIR.value, iters=_ITERS.value,
               seeds=_SEEDS.value)
   machine.save_results(
-      _OUT.value, f"ensemble-{meta['device']}-{meta['date']}",
+      _OUT.value, f"ensemble{'-' + _TAG.value if _TAG.value else ''}-"
+      f"{meta['device']}-{meta['date']}",
       meta, rows, markdown(rows, meta))
 
 
