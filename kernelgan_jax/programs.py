@@ -13,8 +13,12 @@ package's source, the versions of jax, jaxlib, flax and optax, JAX's
 settings, the backend); without one it compiles and writes it. Not with
 several processes (`jax.distributed`).
 
-Loading an executable runs code from the folder, as JAX's own cache does:
-use only a folder of your own.
+`stored_result` keeps a function's results instead, by the values of its
+arguments: where a program costs more to load than its result does to
+read (the initial state of a seed), a later process reads the result.
+
+Loading an executable runs code from the folder, as JAX's own cache does
+(and a result is unpickled): use only a folder of your own.
 """
 
 import contextlib
@@ -27,6 +31,7 @@ from typing import Any, Callable, Optional
 
 from absl import logging
 import jax
+import numpy as np
 
 _state = {"folder": None}
 _loaded: dict[tuple, Callable] = {}
@@ -84,6 +89,77 @@ def stored(name: str, jitted: Callable, key: str, *,
     return load(*args)(*args)
   call.load = load
   return call
+
+
+def stored_result(name: str, function: Callable, key: str) -> Callable:
+  """`function`, or with a folder set (`use_folder`), its results kept
+  there by the values of its arguments.
+
+  For a deterministic function of small arguments whose program costs
+  more to load than its result costs to read: the initial state (a large
+  program; a result of about 2 MB, and most runs use the same seed). A
+  call whose arguments equal an earlier one's, in this process or
+  another, reads the result, placed where the arguments are, and neither
+  loads nor runs the program. Keyed as `stored` keys executables, plus
+  the arguments' values.
+
+  Args:
+    name: names the results' files; letters, digits, '_'.
+    function: arrays (or PRNG keys) in, a pytree of them out.
+    key: whatever else the result depends on (e.g. the config's repr).
+
+  Returns:
+    A function of the same arguments and results.
+  """
+  folder = _state["folder"]
+  if folder is None or jax.distributed.is_initialized():
+    return function
+  def call(*args):
+    leaves, tree = jax.tree.flatten(args)
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+      return function(*args)
+    digest = hashlib.sha256(repr((name, key, str(tree),
+                                  _environment())).encode())
+    for kind, value in map(_portable, leaves):
+      digest.update(repr((kind, value.dtype.str, value.shape)).encode())
+      digest.update(np.ascontiguousarray(value).tobytes())
+    path = os.path.join(folder, f"{name}-{digest.hexdigest()[:32]}")
+    placement = next((x.sharding for x in leaves
+                      if isinstance(x, jax.Array)), None)
+    try:
+      with open(path, "rb") as f:
+        result_tree, values = pickle.load(f)
+      return jax.tree.unflatten(result_tree, [
+          _restored(kind, value, placement) for kind, value in values])
+    except FileNotFoundError:
+      pass
+    except Exception as error:  # pylint: disable=broad-except
+      logging.warning("recomputing %s: %s", path, error)
+    result = function(*args)
+    result_leaves, result_tree = jax.tree.flatten(result)
+    try:
+      _write(path, (result_tree, [_portable(x) for x in result_leaves]))
+    except Exception as error:  # pylint: disable=broad-except
+      logging.warning("cannot keep %s: %s", path, error)
+    return result
+  return call
+
+
+def _portable(x: Any) -> tuple[str, np.ndarray]:
+  """(kind, numpy value) of an array or a PRNG key array (its key data)."""
+  dtype = getattr(x, "dtype", None)
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    return f"key:{jax.random.key_impl(x)}", np.asarray(jax.random.key_data(x))
+  return "array", np.asarray(x)
+
+
+def _restored(kind: str, value: np.ndarray,
+              placement: Optional[jax.sharding.Sharding]) -> jax.Array:
+  """`_portable`'s inverse, on `placement` (None: the default device)."""
+  array = jax.device_put(value, placement)
+  if kind.startswith("key:"):
+    return jax.random.wrap_key_data(array, impl=kind[len("key:"):])
+  return array
 
 
 def _lock_of(memo: tuple) -> threading.Lock:
@@ -145,7 +221,7 @@ def _without_jax_cache() -> contextlib.AbstractContextManager:
 def _write(path: str, value: Any) -> None:
   """Pickles `value` to `path` through a temporary file."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  staging = f"{path}.{os.getpid()}.tmp"
+  staging = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
   try:
     with open(staging, "wb") as f:
       pickle.dump(value, f)

@@ -173,10 +173,16 @@ def init_state(key: jax.Array, config: Config) -> GanState:
 
   Compiled: built op by op, the state costs a dispatch per weight and
   optimiser slot; as one program it comes from the compilation cache, or
-  once `programs.use_folder` is set from there without tracing.
+  once `programs.use_folder` is set from there without tracing. There the
+  state of a key met before is read instead (`programs.stored_result`):
+  the program's executable takes longer to load.
   """
   config = init_config(config)
-  return kept("init_state", _jitted_init(config), config)(key)
+  program = kept("init_state", _jitted_init(config), config)
+  if config.generator == "prior":  # As `kept`: the weights file is not keyed.
+    return program(key)
+  return programs.stored_result("init_state_values", program,
+                                repr(config))(key)
 
 
 def kept(name: str, jitted: Callable, config: Config, key: str = "", *,

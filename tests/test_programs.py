@@ -50,7 +50,7 @@ def test_a_later_process_loads_without_tracing(folder, monkeypatch):
   assert traces
   names = {p.name.split("-")[0] for p in folder.iterdir()}
   assert names == {"seed_keys", "corner_uniforms", "init_state",
-                   "train_chunk_6", "fold"}
+                   "init_state_values", "train_chunk_6", "fold"}
   programs._loaded.clear()  # pylint: disable=protected-access  # A new process.
   traces.clear()
   data, kernel, history = _run(CONFIG)
@@ -59,6 +59,43 @@ def test_a_later_process_loads_without_tracing(folder, monkeypatch):
   np.testing.assert_array_equal(kernel, reference[1])
   np.testing.assert_array_equal(history["loss_generator"],
                                 reference[2]["loss_generator"])
+
+
+def test_a_later_process_reads_the_initial_state_of_a_known_key(
+    folder, monkeypatch):
+  (_, init_key), (_, other_key) = train.seed_keys(3), train.seed_keys(4)
+  programs.use_folder(None)
+  reference = train.init_state(init_key, CONFIG)
+  programs.use_folder(str(folder))
+  first = train.init_state(init_key, CONFIG)  # Runs the program, keeps both.
+  programs._loaded.clear()  # pylint: disable=protected-access  # A new process.
+  loads = []
+  load = programs._load_or_compile  # pylint: disable=protected-access
+  monkeypatch.setattr(programs, "_load_or_compile",
+                      lambda *args: loads.append(args[0]) or load(*args))
+  for config in (CONFIG, CONFIG.replace(max_iters=70, d_lr=1e-3)):
+    again = train.init_state(init_key, config)
+    for state in (first, again):
+      for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(reference)):
+        if jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key):
+          got, want = jax.random.key_data(got), jax.random.key_data(want)
+        np.testing.assert_array_equal(got, want)
+        assert got.sharding == want.sharding
+  assert not loads  # Neither loaded nor ran the program.
+  other = train.init_state(other_key, CONFIG)  # Another key: the program.
+  assert [p.split("/")[-1].split("-")[0] for p in loads] == ["init_state"]
+  assert not all(np.array_equal(a, b) for a, b in zip(other.g_params,
+                                                     reference.g_params))
+
+
+def test_a_damaged_result_is_computed_again(folder):
+  kept = programs.stored_result("plus_one", jax.jit(lambda x: x + 1), "")
+  np.testing.assert_array_equal(kept(np.arange(3)), [1, 2, 3])
+  [path] = folder.iterdir()
+  path.write_bytes(b"not a pickle")
+  np.testing.assert_array_equal(kept(np.arange(3)), [1, 2, 3])
+  np.testing.assert_array_equal(kept(np.arange(1, 4)), [2, 3, 4])
+  assert len(list(folder.iterdir())) == 2
 
 
 def test_keys_tell_apart_what_shapes_do_not(folder):
