@@ -6,7 +6,8 @@ Runs the command line's path for one image in fresh processes with a warm
 compilation cache (filled by a first, untimed process), and times each
 phase from the start of the process: the interpreter, importing the
 command line (`kernelgan_jax.main`), starting the backend, reading the
-image, preparing the data (maps, crop corners), initialising the state,
+image, preparing the data (maps, crop corners), initialising the state
+(read from the kept folder for a seed met before),
 loading the scanned chunk's executable (`programs`, as the command line
 does), the first chunk of iterations (50), and the rest of the run
 (`--iters`). The process ends as the command line does

@@ -178,21 +178,24 @@ def init_state(key: jax.Array, config: Config) -> GanState:
   the program's executable takes longer to load.
   """
   config = init_config(config)
-  program = kept("init_state", _jitted_init(config), config)
-  if config.generator == "prior":  # As `kept`: the weights file is not keyed.
-    return program(key)
-  return programs.stored_result("init_state_values", program,
-                                repr(config))(key)
+  return kept("init_state", _jitted_init(config), config, results=True)(key)
 
 
 def kept(name: str, jitted: Callable, config: Config, key: str = "", *,
-         donate_argnums: tuple[int, ...] = ()) -> Callable:
-  """`programs.stored` keyed by `config` (and `key`), or `jitted` itself
-  for the prior generator, whose weights file the program embeds."""
+         donate_argnums: tuple[int, ...] = (),
+         results: bool = False) -> Callable:
+  """`programs.stored` keyed by `config` (and `key`), with `results` its
+  results kept too (`programs.stored_result`, as '<name>_values'); or
+  `jitted` itself for the prior generator, whose weights file the program
+  embeds."""
   if config.generator == "prior":
     return jitted
-  return programs.stored(name, jitted, f"{config!r}{key}",
-                         donate_argnums=donate_argnums)
+  program = programs.stored(name, jitted, f"{config!r}{key}",
+                            donate_argnums=donate_argnums)
+  if results:
+    return programs.stored_result(f"{name}_values", program,
+                                  f"{config!r}{key}")
+  return program
 
 
 # What the initial state (and G's kernel fold) depends on: the networks'
