@@ -6,8 +6,8 @@ r"""Does a seed ensemble lower the kernel error? (DIV2KRK protocol.)
 For each image, the seeds 0..N-1 train together (`batch.estimate_kernels`);
 the kernel error (`metrics.kernel_error` vs the ground truth) of every seed,
 of each combination in `ensemble.METHODS`, and of the seed whose kernel
-explains the image best by the reliability score (`reliability.score`'s
-headline, lowest; no ground truth needed) is recorded. Builds the set first
+the reliability score trusts most (`reliability.select_name`, the choice
+`estimator='select'` makes; no ground truth needed) is recorded. Builds the set first
 if `--set_dir` holds none. Writes
 benchmarks/results/ensemble[-<tag>]-<device>-<date>.{json,md}.
 """
@@ -48,11 +48,8 @@ def score_image(example: div2krk.Example, kernels: list[np.ndarray]
   for method in ensemble.METHODS:
     row[method] = metrics.kernel_error(ensemble.combine(kernels, method),
                                        truth)
-  side = reliability.image_side(example.lr)
-  row["seed_scores"] = [reliability.score(example.lr, k, side=side)[
-      reliability.HEADLINE] for k in kernels]
-  row[RELIABILITY_PICK] = row["seed_errors"][int(np.argmin(
-      row["seed_scores"]))]
+  row[RELIABILITY_PICK] = row["seed_errors"][reliability.select_name(
+      example.lr, dict(enumerate(kernels)))]
   return row
 
 
