@@ -191,6 +191,27 @@ class NetworkTest(absltest.TestCase):
     np.testing.assert_allclose(float(jnp.std(params[1])),
                                np.sqrt(0.1 / (9 * 64)), rtol=0.02)
 
+  def test_tiles_give_the_whole_image_pass(self):
+    for shape, tile, batch in (((37, 53, 3), 16, 4), ((20, 9, 3), 8, 3),
+                               ((16, 16, 1), 16, 1)):
+      # Large weights: a residual far from zero, also at the borders.
+      params = network.init_params(jax.random.key(2), shape[-1], width=8,
+                                   depth=4, init_variance=2.0)
+      image = _smooth_image(shape, seed=3)
+      whole = np.asarray(jax.jit(network.apply)(params, image))
+      tiled = network.apply_tiled(params, image, tile, batch)
+      self.assertEqual(tiled.shape, shape)
+      self.assertGreater(np.abs(whole - image).mean(), 0.1)
+      np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+  def test_tiles_compile_once_for_every_image_size(self):
+    params = network.init_params(jax.random.key(3), 3, width=8, depth=3)
+    network.apply_tiled(params, _smooth_image((30, 20, 3)), 16, 2)
+    compiled = network._windows._cache_size()
+    for shape in ((17, 41, 3), (64, 9, 3)):
+      network.apply_tiled(params, _smooth_image(shape), 16, 2)
+    self.assertEqual(network._windows._cache_size(), compiled)
+
 
 class BackProjectionTest(absltest.TestCase):
 
@@ -209,6 +230,19 @@ class BackProjectionTest(absltest.TestCase):
     self.assertLess(reconstruction_error(sr), 0.3 * before)
     self.assertBetween(float(sr.min()), 0.0, 1.0)
     self.assertBetween(float(sr.max()), 0.0, 1.0)
+
+  def test_looped_steps_are_the_steps(self):
+    kernel = jnp.asarray(_gaussian_kernel())
+    hr = jnp.asarray(_smooth_image((30, 26, 3), seed=9))
+    lr = pairs.downscale(hr, kernel, 2)
+    sr = pairs.upscale(lr, 2, hr.shape[:2])
+    stepped = sr
+    for _ in range(3):
+      stepped = pipeline.back_projection(stepped, lr, kernel, 2)
+    looped = pipeline.back_projected(sr, lr, kernel, 2, 3)
+    np.testing.assert_allclose(np.asarray(looped), np.asarray(stepped),
+                               atol=1e-6)
+    self.assertGreater(float(jnp.abs(looped - sr).max()), 1e-3)
 
 
 class SuperResolveTest(parameterized.TestCase):
@@ -351,18 +385,24 @@ class SuperResolveTest(parameterized.TestCase):
 
 class MemoryTest(absltest.TestCase):
 
-  def test_needed_grows_with_the_output_and_the_network(self):
+  def test_needed_grows_with_the_input_the_output_and_the_network(self):
     fixed = memory.memory_needed(0, 0)
-    self.assertEqual(fixed, memory.FIXED_BYTES)
-    x2 = memory.memory_needed(100, 200) - fixed
-    self.assertEqual(x2, 4 * 100 * 200 * 4 * (3 * 64 + 10 * 3))
-    self.assertEqual(memory.memory_needed(100, 200, x4=True) - fixed, 4 * x2)
-    self.assertLess(memory.memory_needed(100, 200, channels=1),
-                    memory.memory_needed(100, 200))
+    window = network.TILE + 2 * 8
+    tiles = network.TILE_BATCH * window**2 * 4 * 3 * 64
+    self.assertEqual(fixed, memory.FIXED_BYTES + tiles)
+    # The reconstruction tests' whole-input pass, or at x4 the output's
+    # images, whichever is larger.
+    self.assertEqual(memory.memory_needed(100, 200) - fixed,
+                     100 * 200 * 4 * 3 * 64)
+    self.assertEqual(memory.memory_needed(100, 200, x4=True) - fixed,
+                     16 * 100 * 200 * 4 * 10 * 3)
+    self.assertLess(memory.memory_needed(100, 200, channels=1, x4=True),
+                    memory.memory_needed(100, 200, x4=True))
     self.assertLess(memory.memory_needed(100, 200,
                                          config=ZSSRConfig(width=32)),
                     memory.memory_needed(100, 200))
-    # A fast config trains on smaller crops; the full-image pass is the same.
+    # A fast config trains on smaller crops; the whole-image passes are the
+    # same.
     self.assertEqual(memory.memory_needed(100, 200, config=ZSSRConfig(
         crop_size=64, max_iters=1000)), memory.memory_needed(100, 200))
 
@@ -375,7 +415,7 @@ class MemoryTest(absltest.TestCase):
       with self.assertRaisesRegex(memory.NotEnoughMemory,
                                   r"x4 of this 400x301 image needs about "
                                   r".* GiB .*drop --x4"):
-        memory.check_memory((301, 400), x4=True, config=ZSSRConfig(
+        memory.check_memory((301, 400, 3), x4=True, config=ZSSRConfig(
             width=80))
       self.assertTrue(issubclass(memory.NotEnoughMemory, ValueError))
 
@@ -385,19 +425,42 @@ class MemoryTest(absltest.TestCase):
     if sys.platform.startswith("linux"):
       self.assertGreater(available, 2**20)
 
-  def test_per_pixel_term_bounds_xla_buffer_plan(self):
-    """XLA's buffers for the whole-image pass fit the formula's per-pixel
-    term, with less than 2x to spare (the measured peak RSS, which adds the
-    allocator's and the convolutions' own, is in the module docstring)."""
+  def test_terms_bound_xla_buffer_plans(self):
+    """XLA's buffers for each whole-image program fit its term of the
+    formula, with less than 3x to spare (the measured peak RSS, which adds
+    the allocator's and the convolutions' own, is in the module
+    docstring): the output-sized images around the network, the network
+    on the whole input (the reconstruction test), one batch of tiles."""
+    def used(jitted, *args, **static):
+      plan = jitted.lower(*args, **static).compile().memory_analysis()
+      return plan.temp_size_in_bytes + plan.output_size_in_bytes
+
+    config = ZSSRConfig()
     params = network.init_params(jax.random.key(0), 3)
     kernel = jnp.ones((13, 13), jnp.float32) / 169
-    image = jax.ShapeDtypeStruct((96, 128, 3), jnp.float32)
-    plan = pipeline.final_output.lower(params, image, kernel, 2, 2).compile(
-        ).memory_analysis()
+    lr = jax.ShapeDtypeStruct((96, 128, 3), jnp.float32)
+    sr = jax.ShapeDtypeStruct((192, 256, 3), jnp.float32)
     pixels = 192 * 256
-    used = (plan.temp_size_in_bytes + plan.output_size_in_bytes) / pixels
-    per_pixel = (memory.memory_needed(96, 128) - memory.FIXED_BYTES) / pixels
-    self.assertBetween(used, per_pixel / 2, per_pixel)
+    images = (used(pipeline._upscaled, lr, scale=2, output_hw=(192, 256))
+              + used(pipeline.back_projected, sr, lr, kernel, scale=2,
+                     iterations=4))
+    self.assertBetween(images / pixels, 4 * 10 * 3 / 3, 4 * 10 * 3)
+    inputs = train.StageInputs(lr, jax.ShapeDtypeStruct((96, 128, 1),
+                                                        jnp.float32),
+                               kernel, jax.random.key(0))
+    test = used(train.jitted_test_error, params, inputs, jnp.int32(0),
+                scale=2, noise_std=0.0)
+    per_input_pixel = 4 * 3 * config.width
+    self.assertBetween(test / (96 * 128), per_input_pixel / 3,
+                       per_input_pixel)
+    side = network.TILE + 2 * config.depth
+    windows = jax.ShapeDtypeStruct(
+        (network.TILE_BATCH, side, side, 3), jnp.float32)
+    masks = jax.ShapeDtypeStruct((network.TILE_BATCH, side, side, 1),
+                                 jnp.float32)
+    tiles = used(network._windows, params, windows, masks)
+    per_window = network.TILE_BATCH * side * side * per_input_pixel
+    self.assertBetween(tiles, per_window / 3, per_window)
 
 if __name__ == "__main__":
   absltest.main()

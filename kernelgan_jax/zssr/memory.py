@@ -1,20 +1,27 @@
 """How much memory a ZSSR run needs, and whether this machine has it.
 
-ZSSR's last step runs the network once on the whole upscaled image
-(`pipeline.final_output`), so its peak grows with the output's pixels;
-training works on crops and costs a fixed amount:
+Training works on crops and costs a fixed amount. The reconstruction
+tests run the network on the whole input; the last step
+(`pipeline.final_output`) runs it on the whole upscaled image tile by tile
+(`network.apply_tiled`), around some ten C-channel images of the output's
+size (the bicubic upscale, the output, back-projection's terms). The two
+never hold their buffers at the same time:
 
-  needed = FIXED_BYTES + output pixels * 4 bytes * (3 * width + 10 * C)
+  needed = FIXED_BYTES + one batch of tiles' share
+           + max(input pixels * 4 bytes * 3 * width,
+                 output pixels * 4 bytes * 10 * C)
 
-about three float32 activations of `width` channels alive at once, and some
-ten C-channel images (the bicubic upscale, the output, back-projection's
-terms). Calibrated against peak RSS of real runs on CPU, an upper bound
-(benchmarks/results/zssr-memory-cpu2-2026-11-30.md).
+about three float32 activations of `width` channels alive at once per
+pixel the network sees at a time. Calibrated against peak RSS of real runs
+on CPU, an upper bound (benchmarks/results/zssr-memory-cpu2-2026-11-30.md
+for the whole-image pass the last step was before its tiles,
+benchmarks/results/zssr_memory-tiles-cpu2-2026-12-01.md since).
 """
 
 import os
 from typing import Optional
 
+from kernelgan_jax.zssr import network
 from kernelgan_jax.zssr.config import ZSSRConfig
 
 # Above a started process (JAX imported): compiling and training the
@@ -47,8 +54,11 @@ def memory_needed(height: int, width: int, channels: int = 3,
   """
   config = config or ZSSRConfig()
   scale = 4 if x4 else 2
-  pixels = scale * height * scale * width
-  return FIXED_BYTES + pixels * 4 * (3 * config.width + 10 * channels)
+  activations = 4 * 3 * config.width  # Bytes per pixel the network sees.
+  window = network.TILE + 2 * config.depth
+  return (FIXED_BYTES + network.TILE_BATCH * window * window * activations
+          + max(height * width * activations,
+                scale * height * scale * width * 4 * 10 * channels))
 
 
 def _host_available() -> Optional[int]:
@@ -109,8 +119,8 @@ def check_memory(shape: tuple[int, ...], x4: bool = False,
   advice = "drop --x4, " if x4 else ""
   raise NotEnoughMemory(
       f"ZSSR x{scale} of this {width}x{height} "
-      f"image needs about {needed / GIB:.1f} GiB of memory (its "
-      f"{scale * width}x{scale * height} output goes through the network "
-      f"at once), {max(available, 0) / GIB:.1f} GiB is free: {advice}"
+      f"image needs about {needed / GIB:.1f} GiB of memory (the network "
+      f"on the whole input, the {scale * width}x{scale * height} output), "
+      f"{max(available, 0) / GIB:.1f} GiB is free: {advice}"
       "super-resolve a smaller or cropped image, or run without --sr "
       "(--sr_config=fast does not lower it)")

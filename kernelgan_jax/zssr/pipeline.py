@@ -40,14 +40,30 @@ def back_projection(sr_hwc: jax.Array, lr_hwc: jax.Array,
   return jnp.clip(sr_hwc + correction, 0.0, 1.0)
 
 
-@jax.jit(static_argnames=("scale", "back_projection_iters"))
+@jax.jit(static_argnames=("scale", "iterations"))
+def back_projected(sr_hwc: jax.Array, lr_hwc: jax.Array,
+                   kernel_kk: jax.Array | None, scale: int,
+                   iterations: int) -> jax.Array:
+  """`iterations` steps of `back_projection`, in a loop: XLA compiles one
+  step (unrolled, the steps' shifted slices, 31 x 31 of them at x4, took
+  XLA:CPU far more memory to compile than the run needs)."""
+  return jax.lax.fori_loop(
+      0, iterations,
+      lambda _, sr: back_projection(sr, lr_hwc, kernel_kk, scale), sr_hwc)
+
+
+_upscaled = jax.jit(pairs.upscale, static_argnames=("scale", "output_hw"))
+
+
 def final_output(params: network.Params, lr_hwc: jax.Array,
                  kernel_kk: jax.Array | None, scale: int,
-                 back_projection_iters: int) -> jax.Array:
+                 back_projection_iters: int) -> np.ndarray:
   """Forward pass on the whole input, then back-projection.
 
   As the original's `final_test` without self-ensemble: the iterations run
-  on the single output and again on the "median" of that one output.
+  on the single output and again on the "median" of that one output. The
+  network runs tile by tile (`network.apply_tiled`), so the whole image
+  never holds more than its few colour channels.
 
   Args:
     params: trained network.
@@ -57,13 +73,13 @@ def final_output(params: network.Params, lr_hwc: jax.Array,
     back_projection_iters: iterations per pass (two passes).
 
   Returns:
-    (scale * H, scale * W, C) image in [0, 1].
+    (scale * H, scale * W, C) image in [0, 1], on the host.
   """
   output_hw = (scale * lr_hwc.shape[0], scale * lr_hwc.shape[1])
-  sr = jnp.clip(train.predict(params, lr_hwc, scale, output_hw), 0.0, 1.0)
-  for _ in range(2 * back_projection_iters):
-    sr = back_projection(sr, lr_hwc, kernel_kk, scale)
-  return sr
+  upscaled = _upscaled(lr_hwc, scale, output_hw)
+  sr = np.clip(network.apply_tiled(params, upscaled), 0.0, 1.0)
+  return np.asarray(back_projected(sr, lr_hwc, kernel_kk, scale,
+                                   2 * back_projection_iters))
 
 
 def _split_alpha(image_hwc: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
