@@ -15,6 +15,9 @@
 #               empty cache
 #   zssr_cache  ZSSR `paper` on three images of three sizes in one process
 #               (what a new image size costs on a GPU)
+#   zssr_memory ZSSR's peak device memory on large images, x2 and x4, against
+#               `zssr.memory`'s formula (its device path is unmeasured; the
+#               last step runs in tiles since 2026-12-01)
 #   zssr        issue 14: ZSSR with the original settings (`paper`) on the
 #               seed-0 x2 set, one process per job, all at once; a job is
 #               estimator:kernels:image, the kernels from
@@ -110,6 +113,13 @@ if want zssr_cache; then
   part "zssr paper, three sizes in one process" 150 "${zssr[@]}" \
     --kernels="$SETS/kernels-cpu-sk-x2-wk.npz" --estimator=kernelgan \
     --only=astronaut,coffee,chelsea --tag=three-sizes
+fi
+
+if want zssr_memory; then
+  part "zssr memory x2" 200 python3 -m benchmarks.zssr_memory \
+    --sizes=1200x1000,2000x1500 --results_dir="$OUT" --tag=tiles
+  part "zssr memory x4" 200 python3 -m benchmarks.zssr_memory --x4 \
+    --sizes=500x400,1000x750 --results_dir="$OUT" --tag=tiles
 fi
 
 # zssr_jobs KERNELS_PREFIX TAG_PREFIX JOBS: one `"${zssr[@]}"` process per

@@ -9,7 +9,8 @@ RGB image
 the `paper` preset's other settings, so the reconstruction tests and the
 last step run on the whole image as in a real run) and reports its
 seconds and its peak RSS above the process after its imports
-(`resource.getrusage`), against `zssr.memory.memory_needed`. With
+(`resource.getrusage`; on an accelerator also the device's own peak),
+against `zssr.memory.memory_needed`. With
 `--other`, the same runs with that checkout's package on the path,
 alternated with this one's, and whether the two outputs are equal. Writes
 benchmarks/results/zssr_memory[-<tag>]-<device>-<date>.{json,md}.
@@ -61,7 +62,10 @@ sr = zssr.super_resolve(
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 np.save(out, sr)
+import jax
+stats = jax.local_devices()[0].memory_stats() or {}  # None on CPU.
 print(json.dumps({"seconds": seconds, "above_imports": peak - base,
+                  "device_peak": stats.get("peak_bytes_in_use"),
                   "formula": memory.memory_needed(rows, cols, x4=x4)}))
 """
 
@@ -109,8 +113,10 @@ def main(argv: Sequence[str]) -> None:
       + (" | largest difference |" if "other" in trees else " |"),
       "|---|---|" + "---|" * (len(trees) + ("other" in trees))]
   for row in rows_out:
-    cells = [f"{row[n]['seconds']:.1f}, {row[n]['above_imports'] / mib:.0f}, "
-             f"{row[n]['formula'] / mib:.0f}" for n in trees]
+    cells = [f"{row[n]['seconds']:.1f}, {row[n]['above_imports'] / mib:.0f}"
+             + (f" (device {row[n]['device_peak'] / mib:.0f})"
+                if row[n].get("device_peak") else "")
+             + f", {row[n]['formula'] / mib:.0f}" for n in trees]
     extra = ([f"{row['max_difference']:.2g}"] if "other" in trees else [])
     lines.append(f"| {row['lr']} | {row['output_mpx']:.2f} | "
                  + " | ".join(cells + extra) + " |")
