@@ -57,13 +57,23 @@ def apply(params: Params, upscaled_hwc: jax.Array) -> jax.Array:
   Returns:
     (H, W, C) super-resolved image.
   """
-  features = upscaled_hwc[None]
+  return _residual(params, upscaled_hwc[None])[0] + upscaled_hwc
+
+
+def _residual(params: Params, images: jax.Array,
+              masks: jax.Array | None = None) -> jax.Array:
+  """The layers on (n, H, W, C) images: 'SAME' convolutions, ReLU after
+  all but the last, each ReLU's output times `masks` (n, H, W, 1) when
+  given."""
+  features = images
   for index, kernel in enumerate(params):
     features = jax.lax.conv_general_dilated(
         features, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
     if index < len(params) - 1:
       features = jax.nn.relu(features)
-  return features[0] + upscaled_hwc
+      if masks is not None:
+        features = features * masks
+  return features
 
 
 def apply_tiled(params: Params, upscaled_hwc: np.ndarray, tile: int = TILE,
@@ -97,8 +107,7 @@ def apply_tiled(params: Params, upscaled_hwc: np.ndarray, tile: int = TILE,
   padded = np.zeros((rows * tile + 2 * margin, cols * tile + 2 * margin,
                      channels), np.float32)
   padded[margin:margin + height, margin:margin + width] = image
-  inside = np.zeros(padded.shape[:2] + (1,), np.float32)
-  inside[margin:margin + height, margin:margin + width] = 1.0
+  offsets = np.arange(side) - margin  # Window pixel -> image pixel.
   corners = [(r * tile, c * tile) for r in range(rows) for c in range(cols)]
   output = np.empty((rows * tile, cols * tile, channels), np.float32)
   for start in range(0, len(corners), batch):
@@ -107,7 +116,9 @@ def apply_tiled(params: Params, upscaled_hwc: np.ndarray, tile: int = TILE,
     masks = np.zeros((batch, side, side, 1), np.float32)
     for k, (row, col) in enumerate(group):
       windows[k] = padded[row:row + side, col:col + side]
-      masks[k] = inside[row:row + side, col:col + side]
+      rows_in = (row + offsets >= 0) & (row + offsets < height)
+      cols_in = (col + offsets >= 0) & (col + offsets < width)
+      masks[k, ..., 0] = np.outer(rows_in, cols_in)
     result = np.asarray(_windows(params, windows, masks))
     for k, (row, col) in enumerate(group):
       output[row:row + tile, col:col + tile] = result[k]
@@ -122,10 +133,5 @@ def _windows(params: Params, windows: jax.Array, masks: jax.Array
   the tiles (the windows less their margins) returned. 'SAME' rather than
   shrinking 'VALID' convolutions: XLA:CPU's are several times faster."""
   margin, side = len(params), windows.shape[1]
-  features = windows
-  for index, kernel in enumerate(params):
-    features = jax.lax.conv_general_dilated(
-        features, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
-    if index < len(params) - 1:
-      features = jax.nn.relu(features) * masks
-  return (features + windows)[:, margin:side - margin, margin:side - margin]
+  return (_residual(params, windows, masks)
+          + windows)[:, margin:side - margin, margin:side - margin]

@@ -157,7 +157,7 @@ def _super_resolve(image_01, kernel_x2, x4, kernel_x4, real, noise_scale,
     params, adam_state = state.params, state.adam
 
   bp_iters = 0 if real else config.back_projection_iters
-  sr = np.asarray(final_output(params, colour, kernel, scale, bp_iters))
+  sr = final_output(params, colour, kernel, scale, bp_iters)
   if alpha is not None:
     alpha_sr = pairs.upscale(jnp.asarray(alpha), scale, sr.shape[:2])
     sr = np.concatenate([sr, np.clip(np.asarray(alpha_sr), 0, 1)], axis=-1)
