@@ -43,6 +43,7 @@ import numpy as np
 
 from benchmarks import machine
 from kernelgan_jax import batch
+from kernelgan_jax import commands
 from kernelgan_jax import div2krk
 from kernelgan_jax import ensemble
 from kernelgan_jax import kernel as kernel_lib
@@ -345,6 +346,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  commands.keep_freed_memory()  # As `--sr` runs ZSSR (its seconds too).
   scale = 4 if _X4.value else 2
   examples = div2krk.load_or_make_set(
       _SET_DIR.value, _NUM_IMAGES.value, hr_size=_HR_SIZE.value, x4=_X4.value)

@@ -2,6 +2,7 @@ r"""ZSSR's peak memory and time on large images, in fresh processes.
 
   python -m benchmarks.zssr_memory [--sizes=700x500,1200x1000] [--iters=20]
       [--other=/path/to/another/checkout] [--x4] [--tag=tiles]
+      [--keep_freed_memory]
 
 For each LR size, a fresh process super-resolves x2 (or x4) a synthetic
 RGB image
@@ -10,7 +11,9 @@ the `paper` preset's other settings, so the reconstruction tests and the
 last step run on the whole image as in a real run) and reports its
 seconds and its peak RSS above the process after its imports
 (`resource.getrusage`; on an accelerator also the device's own peak),
-against `zssr.memory.memory_needed`. With
+against `zssr.memory.memory_needed`. With `--keep_freed_memory` each
+process first sets glibc's malloc as the command lines do
+(`commands.keep_freed_memory`; skipped for a checkout that predates it). With
 `--other`, the same runs with that checkout's package on the path,
 alternated with this one's, and whether the two outputs are equal. Writes
 benchmarks/results/zssr_memory[-<tag>]-<device>-<date>.{json,md}.
@@ -39,10 +42,16 @@ _OTHER = flags.DEFINE_string("other", None,
 _RESULTS = flags.DEFINE_string("results_dir", "benchmarks/results",
                                "Where the JSON and markdown go.")
 _TAG = flags.DEFINE_string("tag", "", "Inserted into the results' names.")
+_KEEP = flags.DEFINE_bool(
+    "keep_freed_memory", False,
+    "Set malloc as the command lines do (commands.keep_freed_memory).")
 
 WORKER = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
+from kernelgan_jax import commands
+if sys.argv[7] == "kept" and hasattr(commands, "keep_freed_memory"):
+  commands.keep_freed_memory()
 import numpy as np
 from kernelgan_jax import kernel as kernel_lib
 from kernelgan_jax import zssr
@@ -73,7 +82,8 @@ print(json.dumps({"seconds": seconds, "above_imports": peak - base,
 def run_one(root: str, rows: int, cols: int, out: str) -> dict:
   done = subprocess.run(
       [sys.executable, "-c", WORKER, root, str(rows), str(cols),
-       str(_ITERS.value), out, "x4" if _X4.value else "x2"],
+       str(_ITERS.value), out, "x4" if _X4.value else "x2",
+       "kept" if _KEEP.value else "default"],
       capture_output=True, text=True, check=True)
   return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -99,7 +109,8 @@ def main(argv: Sequence[str]) -> None:
             - np.load(os.path.join(scratch, "other.npy"))).max())
       rows_out.append(row)
   meta = machine.describe() | {"iters": _ITERS.value, "trees": trees,
-                               "x4": _X4.value}
+                               "x4": _X4.value,
+                               "keep_freed_memory": _KEEP.value}
   mib = 2**20
   lines = [
       f"ZSSR x{4 if _X4.value else 2} of a synthetic RGB image, "
@@ -107,7 +118,10 @@ def main(argv: Sequence[str]) -> None:
       "(paper preset otherwise), each run a fresh process: seconds and peak "
       "RSS above the process after its imports (MiB), against "
       "`zssr.memory.memory_needed` (MiB). "
-      f"{meta['device']}, jax {meta['jax']}, {meta['date']}.", "",
+      + ("malloc set as the command lines set it "
+         "(`commands.keep_freed_memory`, where the checkout has it). "
+         if _KEEP.value else "")
+      + f"{meta['device']}, jax {meta['jax']}, {meta['date']}.", "",
       "| LR | output Mpx | " + " | ".join(
           f"{n}: s, MiB, formula" for n in trees)
       + (" | largest difference |" if "other" in trees else " |"),

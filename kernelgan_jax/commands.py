@@ -1,8 +1,9 @@
 """What the package's command lines share: a one-line error and exit
-status 1, an unexpected error in one line, and absl's flag parsing with a
-bad flag reported that way."""
+status 1, an unexpected error in one line, absl's flag parsing with a
+bad flag reported that way, and glibc's malloc set to keep freed memory."""
 
 import atexit
+import ctypes
 import os
 import sys
 from typing import Callable, NoReturn, Optional
@@ -40,10 +41,43 @@ def run(main: Callable[[list[str]], None], program: str,
     except flags.Error as error:
       fail(program, str(error))
 
+  keep_freed_memory()
   try:
     app.run(main, flags_parser=parse)
   except SystemExit as done:
     exit_now(done.code)
+
+
+# glibc's mallopt parameters (malloc.h) and the values `keep_freed_memory`
+# sets: blocks below KEPT_BLOCK come from the heap, and up to KEPT_FREE of
+# free memory at its top stays mapped.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+KEPT_BLOCK = KEPT_FREE = 128 << 20
+
+
+def keep_freed_memory() -> bool:
+  """Sets glibc's malloc to reuse large freed blocks instead of unmapping
+  them; True where it took (glibc), False elsewhere (no change).
+
+  XLA:CPU allocates every run's temporary buffers with malloc. glibc maps a
+  block above its mmap threshold (at most 32 MiB by default) afresh each
+  time and unmaps it on free, so its pages fault in again on every run: with
+  the original's 128-pixel crops ZSSR's training step needs about 60 MiB
+  and spent a seventh of its CPU time in the kernel doing that
+  (benchmarks/README.md, "Super-resolution with the estimated kernels").
+  Here blocks up to `KEPT_BLOCK` come from one heap shared by all threads
+  (one arena: per-thread arenas would each keep their own), and up to
+  `KEPT_FREE` of free memory stays mapped at its top. A process-wide
+  setting, so the command lines make it (`run`); the Python API leaves the
+  process's malloc alone.
+  """
+  try:
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+  except (OSError, AttributeError):  # Not glibc.
+    return False
+  return all(mallopt(parameter, value) == 1 for parameter, value in (
+      (_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, KEPT_BLOCK),
+      (_M_TRIM_THRESHOLD, KEPT_FREE)))
 
 
 def exit_now(code: int | str | None) -> NoReturn:
