@@ -62,9 +62,9 @@ def keep_freed_memory() -> bool:
   XLA:CPU allocates every run's temporary buffers with malloc. glibc maps a
   block above its mmap threshold (at most 32 MiB by default) afresh each
   time and unmaps it on free, so its pages fault in again on every run: with
-  the original's 128-pixel crops ZSSR's training step needs about 60 MiB
-  and spent a seventh of its CPU time in the kernel doing that
-  (benchmarks/README.md, "Super-resolution with the estimated kernels").
+  the original's 128-pixel crops ZSSR's training step needs about 60 MiB,
+  and a whole `--sr` run spent a sixth of its CPU time in the kernel doing
+  that (benchmarks/README.md, "ZSSR's speed on CPU").
   Here blocks up to `KEPT_BLOCK` come from one heap shared by all threads
   (one arena: per-thread arenas would each keep their own), and up to
   `KEPT_FREE` of free memory stays mapped at its top. A process-wide
