@@ -419,6 +419,15 @@ class MemoryTest(absltest.TestCase):
             width=80))
       self.assertTrue(issubclass(memory.NotEnoughMemory, ValueError))
 
+  def test_the_limit_is_read_in_any_number_notation(self):
+    with mock.patch.dict(os.environ, {memory.LIMIT_ENV: "1.5e9"}):
+      self.assertEqual(memory.memory_available(), 1_500_000_000)
+    for bad in ("lots", "-1", "inf", "nan"):
+      with mock.patch.dict(os.environ, {memory.LIMIT_ENV: bad}):
+        with self.assertRaisesRegex(
+            ValueError, f"{memory.LIMIT_ENV} must be a number of bytes"):
+          memory.memory_available()
+
   def test_available_is_the_host_memory_on_cpu(self):
     with mock.patch.dict(os.environ, {memory.LIMIT_ENV: ""}):
       available = memory.memory_available()

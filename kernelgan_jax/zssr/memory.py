@@ -78,9 +78,20 @@ def _host_available() -> Optional[int]:
 def memory_available() -> Optional[int]:
   """Bytes free for this run: `KERNELGAN_JAX_MEMORY_LIMIT_BYTES` if set,
   else the first local device's free memory (GPU, TPU), else the host's
-  (MemAvailable on Linux); None when unknown."""
+  (MemAvailable on Linux); None when unknown.
+
+  Raises:
+    ValueError: for a limit that is not a number of bytes ('4e9' is one).
+  """
   if os.environ.get(LIMIT_ENV):
-    return int(os.environ[LIMIT_ENV])
+    value = os.environ[LIMIT_ENV]
+    try:
+      limit = float(value)
+    except ValueError:
+      limit = -1.0
+    if not 0 <= limit < float("inf"):
+      raise ValueError(f"{LIMIT_ENV} must be a number of bytes, not {value!r}")
+    return int(limit)
   import jax  # pylint: disable=g-import-not-at-top
   stats = jax.local_devices()[0].memory_stats()  # None on CPU.
   if stats and "bytes_limit" in stats:
